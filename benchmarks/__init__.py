@@ -1,0 +1,1 @@
+"""densebench benchmarks: the experiment matrix, synthetic datasets, runner and reports."""
