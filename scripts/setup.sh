@@ -17,7 +17,8 @@ fi
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install -U "pip>=24" wheel
-$PIP install -e ".[dev]"
+# compat mode: a .pth file puts the repo root on sys.path, so new packages need no re-install
+$PIP install -e ".[dev]" --config-settings editable_mode=compat
 
 if ! "$VENV/bin/python" -c "import detectron2.modeling" 2>/dev/null; then
   site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")

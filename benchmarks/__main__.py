@@ -1,0 +1,255 @@
+"""`python -m benchmarks {reproduce,plan,report,make-data,check-data}`: Tables 1-3 in one command.
+
+reproduce   run the job graph of a profile (resumable), then write results/<profile>/
+plan        print every job, its exact command and whether it is done (= reproduce --dry-run)
+report      rebuild results/<profile>/ from the cells that exist
+make-data   generate the synthetic datasets of a scaled profile
+check-data  validate a dataset root (real or synthetic) before spending compute on it
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.atomic import atomic_write_json
+from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder, Job, Selection, build_graph, preflight
+from benchmarks.profile import BenchmarkError, Profile, load_profile
+
+REFERENCE_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
+echo = functools.partial(print, flush=True)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,3; got {text!r}") from exc
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def effective_gpus(requested: int, executor: str) -> int:
+    """GPUs per job: the request on SLURM (compute nodes decide); locally only when CUDA is present."""
+    if requested <= 1 or executor == "slurm":
+        return max(requested, 1)
+    import torch
+
+    available = torch.cuda.device_count()
+    if available < requested:
+        echo(
+            f"warning: {requested} GPUs per job requested, {available} CUDA device(s) here; using "
+            f"{max(available, 1)} process(es) per job (batch-size scaling is logged by each job)"
+        )
+    return max(min(requested, available), 1)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(tables=args.tables, rows=args.rows, seeds=args.seeds)
+
+
+def _graph(args: argparse.Namespace, profile: Profile) -> list[Job]:
+    requested = args.num_gpus if args.num_gpus is not None else profile.num_gpus
+    commands = CommandBuilder(num_gpus=effective_gpus(requested, args.executor))
+    return build_graph(profile, _selection(args), commands)
+
+
+def print_plan(profile: Profile, jobs: list[Job], problems: list[str]) -> None:
+    from benchmarks.runner import StateFile, is_stale
+
+    recorded = StateFile(profile.output_dir / "state.json").jobs
+    echo(f"profile {profile.name} ({profile.source}){' [scaled]' if profile.scaled else ''}")
+    echo(f"DETECTRON2_DATASETS={jobs[0].env['DETECTRON2_DATASETS'] if jobs else profile.data_root_spec}")
+    for problem in problems:
+        echo(f"warning: {problem}")
+    done = sum(job.is_done() for job in jobs)
+    echo(f"{len(jobs)} jobs, {done} done, {len(jobs) - done} to run")
+    for job in jobs:
+        status = "todo"
+        if job.is_done():
+            status = "done, made by another command" if is_stale(job, recorded.get(job.id, {})) else "done"
+        echo(f"\n[{status}] {job.id}" + (f"  (after {', '.join(job.deps)})" if job.deps else ""))
+        echo(f"  {shlex.join(job.argv)}")
+        echo(f"  log: {job.log}   done when: {job.marker}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile, args.set)
+    print_plan(profile, _graph(args, profile), preflight(profile, _selection(args)))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from benchmarks.executors import LocalExecutor, SlurmExecutor
+    from benchmarks.runner import Runner, StateFile
+
+    profile = load_profile(args.profile, args.set)
+    jobs = _graph(args, profile)
+    problems = preflight(profile, _selection(args))
+    if args.dry_run:
+        print_plan(profile, jobs, problems)
+        return 0
+    if problems:
+        raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
+    if args.executor == "slurm":
+        executor = SlurmExecutor(profile.output_dir / "slurm", profile.slurm)
+    else:
+        executor = LocalExecutor(
+            threads_per_job=max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+        )
+    state = StateFile(profile.output_dir / "state.json")
+    logs = profile.output_dir / "logs"
+    echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
+    result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo).run()
+    _report(profile)
+    for job_id in result.ids("failed"):
+        info = state.jobs[job_id]
+        echo(f"\nFAILED {job_id}: log {info.get('log')}\n{info.get('error_tail', '')}")
+    if not result.ok:
+        failed, skipped = len(result.ids("failed")), len(result.ids("skipped"))
+        echo(
+            f"\n{failed} job(s) failed, {skipped} skipped; fix the cause and run the same command again "
+            "(finished jobs are not recomputed)"
+        )
+    return 0 if result.ok else 1
+
+
+def _report(profile: Profile) -> list[str]:
+    from benchmarks.collect import collect, read_reference
+    from benchmarks.report import ReportContext, build_report
+    from benchmarks.runner import StateFile, git_revision
+
+    state = StateFile(profile.output_dir / "state.json")
+    long = collect(profile.name, profile.output_dir, state.jobs, git_revision())
+    if long.empty:
+        echo(f"no finished cells under {profile.output_dir}; nothing to report")
+        return []
+    context = ReportContext(profile.name, profile.scaled, profile.description)
+    summary = build_report(long, read_reference(REFERENCE_CSV), profile.results_dir, context)
+    echo(
+        f"\nresults in {profile.results_dir}/ (results.csv, table*.csv|md|png)"
+        + (" - scaled profile: numbers not comparable to the paper" if profile.scaled else "")
+    )
+    for line in summary:
+        echo(f"  {line}")
+    return summary
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _report(load_profile(args.profile, args.set))
+    return 0
+
+
+def cmd_make_data(args: argparse.Namespace) -> int:
+    from benchmarks.synthetic import SyntheticDataError, generate
+
+    root = Path(args.root or f"datasets/synthetic-{args.profile}")
+    start = time.monotonic()
+    try:
+        manifest = generate(root, args.profile, args.seed)
+    except SyntheticDataError as exc:
+        raise BenchmarkError(str(exc)) from exc
+    wall = time.monotonic() - start
+    atomic_write_json(
+        root / MAKE_DATA_STAMP, {"profile": args.profile, "seed": args.seed, "wall_s": round(wall, 2)}
+    )
+    echo(f"synthetic-{args.profile} (seed {args.seed}) ready in {root} after {wall:.1f}s")
+    for dataset, splits in manifest.get("counts", {}).items():
+        echo(f"  {dataset}: " + ", ".join(f"{split} {count}" for split, count in splits.items()))
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from benchmarks.datacheck import DataCheckError, check_root, format_report
+
+    if args.root:
+        root = Path(args.root)
+    else:
+        profile = load_profile(args.profile or "tiny", args.set)
+        if profile.data_root is None:
+            raise BenchmarkError(
+                f"Profile {profile.name} reads {profile.data_root_spec!r}, which is unset; "
+                "export DETECTRON2_DATASETS=/path/to/datasets or pass --root DIR."
+            )
+        root = profile.data_root
+    try:
+        problems = check_root(root, datasets=args.datasets)
+    except DataCheckError as exc:
+        raise BenchmarkError(str(exc)) from exc
+    echo(format_report(problems))
+    return 1 if problems else 0
+
+
+def _add_profile(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
+    parser.add_argument("--profile", default=default, help="profile name (benchmarks/profiles/) or YAML path")
+    parser.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override profile keys, e.g. tasks.voc_det.overrides.SOLVER.MAX_ITER=200",
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tables", type=_int_list, default=(1, 2, 3), help="paper tables to run, e.g. 1,3")
+    parser.add_argument("--rows", type=_str_list, default=None, help="row keys, e.g. random,densecl_coco")
+    parser.add_argument("--seeds", type=int, default=None, help="trials per cell (default: the profile's)")
+    parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per job (default: the profile's)")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    reproduce = sub.add_parser("reproduce", help="run Tables 1-3 for a profile (resumable)")
+    _add_profile(reproduce)
+    _add_selection(reproduce)
+    reproduce.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
+    reproduce.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    reproduce.set_defaults(func=cmd_reproduce)
+    plan = sub.add_parser("plan", help="print the job graph and what is done")
+    _add_profile(plan)
+    _add_selection(plan)
+    plan.set_defaults(func=cmd_plan)
+    report = sub.add_parser("report", help="rebuild results/<profile>/ from finished cells")
+    _add_profile(report)
+    report.set_defaults(func=cmd_report)
+    make_data = sub.add_parser("make-data", help="generate the synthetic datasets")
+    make_data.add_argument("--profile", choices=("smoke", "tiny"), required=True)
+    make_data.add_argument("--root", default=None, help="default: datasets/synthetic-<profile>")
+    make_data.add_argument("--seed", type=int, default=0)
+    make_data.set_defaults(func=cmd_make_data)
+    check = sub.add_parser("check-data", help="validate a dataset root")
+    group = check.add_mutually_exclusive_group()
+    group.add_argument("--root", default=None, help="dataset root in Detectron2's layout")
+    group.add_argument("--profile", default=None, help="check the data root of this profile")
+    check.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+    check.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all)")
+    check.set_defaults(func=cmd_check_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

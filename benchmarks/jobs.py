@@ -1,0 +1,284 @@
+"""The job graph of one profile: make-data -> pretrain -> convert -> fine-tune+evaluate cells.
+
+Every job is a subprocess command with an output marker: a job is done iff its marker exists
+(pretraining: model_final.pth; conversion: the .pkl; a cell: metrics.json). Pretraining runs are shared by
+every table. `CommandBuilder` is the seam that turns a step into a command line; tests swap it for one
+that writes marker files without training anything.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.experiments import ROWS_BY_KEY, TABLES, Row, table_by_number
+from benchmarks.profile import BenchmarkError, PretrainRun, Profile, TaskSpec
+
+MAKE_DATA_STAMP = ".densebench-make-data.json"  # written by `python -m benchmarks make-data` when done
+
+# Directories (relative to the dataset root) each step reads; checked before a real-data run starts.
+PRETRAIN_DATA_DIRS = {"imagenet": ("imagenet/train",), "coco": ("coco/train2017",)}
+TASK_DATA_DIRS = {
+    "voc_det": ("VOC2007/JPEGImages", "VOC2007/Annotations", "VOC2012/JPEGImages", "VOC2012/Annotations"),
+    "coco_det_inst": ("coco/train2017", "coco/val2017", "coco/annotations"),
+    "voc_sem_seg": ("VOC2012/JPEGImages", "VOC2012/SegmentationClassAug", "VOC2012/ImageSets/Segmentation"),
+    "cityscapes_sem_seg": ("cityscapes/leftImg8bit", "cityscapes/gtFine"),
+}
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """One fine-tuning + evaluation cell of a table."""
+
+    table: str
+    task: str
+    row: str
+    seed: int
+
+
+@dataclass
+class Job:
+    """A node of the graph: one subprocess, done iff `marker` exists."""
+
+    id: str  # e.g. "pretrain/densecl_coco", "cell/table1/voc_det/random/seed0"
+    kind: str  # "data" | "pretrain" | "convert" | "cell"
+    argv: list[str]
+    marker: Path
+    log: Path
+    deps: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cell: CellKey | None = None
+    cleanup: tuple[Path, ...] = ()  # glob patterns deleted once the job is done (keep_checkpoints: false)
+
+    def is_done(self) -> bool:
+        return self.marker.exists()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which part of the matrix to run: table numbers, row keys (None = profile's) and seed count."""
+
+    tables: tuple[int, ...] = (1, 2, 3)
+    rows: tuple[str, ...] | None = None
+    seeds: int | None = None  # None = the profile's seeds per task; N = seeds 0..N-1 for every task
+
+    def validate(self) -> None:
+        bad_tables = [t for t in self.tables if t not in {table.number for table in TABLES}]
+        if bad_tables:
+            raise BenchmarkError(f"--tables {bad_tables}: expected numbers from 1, 2, 3 (e.g. --tables 1,3).")
+        bad_rows = [r for r in self.rows or () if r not in ROWS_BY_KEY]
+        if bad_rows:
+            raise BenchmarkError(f"--rows {bad_rows}: unknown rows; expected keys from {list(ROWS_BY_KEY)}.")
+        if self.seeds is not None and self.seeds < 1:
+            raise BenchmarkError(f"--seeds {self.seeds}: expected a positive number of trials.")
+
+
+def format_value(value: Any) -> str:
+    """A profile value as a yacs command-line value (literal_eval-able; lists become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    if value is None:
+        return "None"
+    return str(value)
+
+
+def overrides_argv(overrides: dict[str, Any]) -> list[str]:
+    """{KEY: value} -> ["KEY", "value", ...] for the `KEY VALUE` tail of our CLIs."""
+    return [item for key, value in overrides.items() for item in (key, format_value(value))]
+
+
+class CommandBuilder:
+    """Turns each step into the real command line of our CLIs (common.md interfaces 2-4)."""
+
+    def __init__(self, python: str = sys.executable, num_gpus: int = 1):
+        self.python = python
+        self.num_gpus = num_gpus  # > 1 only where CUDA devices are present (__main__.effective_gpus)
+
+    def make_data(self, synthetic: str, root: Path, seed: int) -> list[str]:
+        return [self.python, "-m", "benchmarks", "make-data", "--profile", synthetic, "--root", str(root),
+                "--seed", str(seed)]  # fmt: skip
+
+    def pretrain(self, run: PretrainRun, out_dir: Path, data_root: Path, resume: bool) -> list[str]:
+        launcher = [self.python, "-m", "pretrain.train_net"]
+        if self.num_gpus > 1:  # torchrun: one process per GPU, SOLVER.BATCH_SIZE stays the total batch
+            launcher = [self.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                        str(self.num_gpus), "-m", "pretrain.train_net"]  # fmt: skip
+        return [*launcher, "--config-file", run.config, *(["--resume"] if resume else []),
+                *overrides_argv(run.overrides), "DATA.ROOT", str(data_root),
+                "OUTPUT_DIR", str(out_dir)]  # fmt: skip
+
+    def convert(self, src: Path, dst: Path) -> list[str]:
+        return [self.python, "-m", "transfer.convert", str(src), str(dst)]
+
+    def cell(self, spec: TaskSpec, weights: Path | None, seed: int, out_dir: Path, resume: bool) -> list[str]:
+        gpus = ["--num-gpus", str(self.num_gpus)] if self.num_gpus > 1 else []
+        return [self.python, "-m", "transfer.train_net", "--config-file", spec.config, *gpus,
+                *(["--resume"] if resume else []), *overrides_argv(spec.overrides),
+                "MODEL.WEIGHTS", str(weights) if weights else "", "SEED", str(seed),
+                "OUTPUT_DIR", str(out_dir)]  # fmt: skip
+
+
+def plan_cells(profile: Profile, selection: Selection) -> list[CellKey]:
+    """Every (table, task, row, seed) cell selected, in the paper's order."""
+    selection.validate()
+    cells = []
+    for number in selection.tables:
+        table = table_by_number(number)
+        for task in table.tasks:
+            spec = profile.tasks.get(task.name)
+            if spec is None:
+                continue
+            seeds = tuple(range(selection.seeds)) if selection.seeds else spec.seeds
+            rows = [r for r in spec.rows if selection.rows is None or r in selection.rows]
+            cells += [CellKey(table.name, task.name, r, s) for r in rows for s in seeds]
+    return cells
+
+
+def cell_dir(output_dir: Path, cell: CellKey) -> Path:
+    return output_dir / cell.table / cell.task / cell.row / f"seed{cell.seed}"
+
+
+def _log(output_dir: Path, job_id: str) -> Path:
+    return output_dir / "logs" / f"{job_id}.log"
+
+
+def _cleanup(profile: Profile, run_dir: Path, patterns: tuple[str, ...]) -> tuple[Path, ...]:
+    """Intermediate checkpoints to delete after success; none when the profile keeps checkpoints."""
+    return () if profile.keep_checkpoints else tuple(run_dir / p for p in patterns)
+
+
+def _weights_jobs(
+    profile: Profile,
+    row: Row,
+    data_root: Path,
+    data_deps: tuple[str, ...],
+    commands: CommandBuilder,
+    env: dict[str, str],
+) -> list[Job]:
+    """Pretraining (unless a user checkpoint is given) and conversion jobs producing a row's .pkl."""
+    out = profile.output_dir
+    pkl = out / "weights" / f"{row.key}.pkl"
+    jobs = []
+    if row.method == "supervised" and profile.supervised_checkpoint:
+        src, convert_deps = profile.supervised_checkpoint_path, ()
+    elif row.key in profile.pretrain_runs:
+        run_dir = out / "pretrain" / row.key
+        src, convert_deps = run_dir / "model_final.pth", (f"pretrain/{row.key}",)
+        resume = (run_dir / "checkpoint_last.pth").exists()
+        jobs.append(
+            Job(
+                f"pretrain/{row.key}",
+                "pretrain",
+                commands.pretrain(profile.pretrain_runs[row.key], run_dir, data_root, resume),
+                src,
+                _log(out, f"pretrain/{row.key}"),
+                data_deps,
+                env,
+                cleanup=_cleanup(profile, run_dir, ("checkpoint_last.pth", "checkpoint_epoch_*.pth")),
+            )
+        )
+    elif row.method == "supervised":
+        src, convert_deps = Path("<supervised_checkpoint not set>"), ()
+    else:
+        raise BenchmarkError(
+            f"Profile {profile.source} has no pretrain run for row {row.key!r}; add "
+            f"pretrain.runs.{row.key} with a config file, or deselect the row with --rows."
+        )
+    jobs.append(
+        Job(
+            f"convert/{row.key}",
+            "convert",
+            commands.convert(src, pkl),
+            pkl,
+            _log(out, f"convert/{row.key}"),
+            convert_deps,
+            env,
+        )
+    )
+    return jobs
+
+
+def build_graph(profile: Profile, selection: Selection, commands: CommandBuilder | None = None) -> list[Job]:
+    """All jobs of the selection in dependency order (a job only depends on jobs listed before it)."""
+    commands = commands or CommandBuilder()
+    cells = plan_cells(profile, selection)
+    out = profile.output_dir
+    data_root = profile.data_root or Path(profile.data_root_spec)
+    env = {"DETECTRON2_DATASETS": str(data_root), "PYTHONUNBUFFERED": "1"}
+    jobs: list[Job] = []
+    data_deps: tuple[str, ...] = ()
+    if profile.synthetic:
+        jobs.append(
+            Job(
+                "data/make",
+                "data",
+                commands.make_data(profile.synthetic, data_root, profile.data_seed),
+                data_root / MAKE_DATA_STAMP,
+                _log(out, "data/make"),
+                (),
+                env,
+            )
+        )
+        data_deps = ("data/make",)
+    for row_key in dict.fromkeys(c.row for c in cells):
+        row = ROWS_BY_KEY[row_key]
+        if row.needs_weights:
+            jobs += _weights_jobs(profile, row, data_root, data_deps, commands, env)
+    for cell in cells:
+        row, spec = ROWS_BY_KEY[cell.row], profile.tasks[cell.task]
+        weights = out / "weights" / f"{row.key}.pkl" if row.needs_weights else None
+        deps = data_deps + ((f"convert/{row.key}",) if row.needs_weights else ())
+        run_dir = cell_dir(out, cell)
+        resume = (run_dir / "last_checkpoint").exists()
+        job_id = f"cell/{cell.table}/{cell.task}/{cell.row}/seed{cell.seed}"
+        jobs.append(
+            Job(
+                job_id,
+                "cell",
+                commands.cell(spec, weights, cell.seed, run_dir, resume),
+                run_dir / "metrics.json",
+                _log(out, job_id),
+                deps,
+                env,
+                cell,
+                _cleanup(profile, run_dir, ("model_*.pth", "last_checkpoint")),
+            )
+        )
+    return jobs
+
+
+def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row]) -> list[str]:
+    """Missing directories of the real datasets the selected cells and pretraining runs read."""
+    root = profile.data_root
+    if root is None:
+        return [
+            f"The dataset root {profile.data_root_spec!r} uses an unset environment variable; export "
+            "DETECTRON2_DATASETS=/path/to/datasets (Detectron2 layout, see README) before running."
+        ]
+    needed = {d for c in cells for d in TASK_DATA_DIRS[c.task]}
+    needed |= {d for r in rows if r.key in profile.pretrain_runs for d in PRETRAIN_DATA_DIRS[r.pretrain_data]}
+    return [
+        f"Dataset directory {root / d} is missing; put the real dataset there in Detectron2's layout "
+        f"(README 'Real datasets'), then check it with `python -m benchmarks check-data --root {root}`."
+        for d in sorted(needed)
+        if not (root / d).is_dir()
+    ]
+
+
+def preflight(profile: Profile, selection: Selection) -> list[str]:
+    """Problems that make a run pointless: missing real datasets, a missing supervised checkpoint."""
+    cells = plan_cells(profile, selection)
+    rows = {ROWS_BY_KEY[c.row] for c in cells}
+    problems = [] if profile.synthetic else _dataset_problems(profile, cells, rows)  # synthetic: generated
+    user_checkpoint = profile.supervised_checkpoint or "supervised_imagenet" not in profile.pretrain_runs
+    if any(r.method == "supervised" for r in rows) and user_checkpoint:
+        ckpt = profile.supervised_checkpoint_path
+        if ckpt is None or not ckpt.is_file():
+            problems.append(
+                f"The supervised row needs a torchvision ImageNet ResNet checkpoint, but "
+                f"supervised_checkpoint={profile.supervised_checkpoint!r} is not a file; pass "
+                "--set supervised_checkpoint=/path/resnet50.pth, or leave the row out with --rows."
+            )
+    return problems

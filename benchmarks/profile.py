@@ -1,0 +1,249 @@
+"""Benchmark profiles: every scale knob of one run of Tables 1-3 in one YAML file.
+
+A profile is `benchmarks/profiles/<name>.yaml` or any YAML path. It may start with `_BASE_: <name or
+path>` to inherit another profile (mappings are merged key by key). `--set key=value` overrides walk the
+profile with dotted keys; from the first upper-case part on, the rest is one yacs key, e.g.
+`tasks.voc_det.overrides.SOLVER.MAX_ITER=200` or `pretrain.overrides.SOLVER.BATCH_SIZE=64`. Values are
+parsed as YAML (`3` is an int, `[1, 2]` a list, `null` None).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.experiments import ROWS_BY_KEY, TASKS
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+class BenchmarkError(Exception):
+    """Bad input to the benchmark orchestration (profile, CLI selection, missing dataset or checkpoint).
+
+    The message is one paragraph naming the path or key, what was expected and how to fix it; the CLI
+    prints it and exits with status 2.
+    """
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """One pretraining run (shared by every table): `pretrain.train_net` config file plus overrides."""
+
+    key: str  # row key, e.g. "densecl_coco"
+    config: str  # pretrain/configs/*.yaml
+    overrides: dict[str, Any]  # yacs KEY -> value, common overrides first, run-specific ones win
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one downstream task is fine-tuned in this profile."""
+
+    name: str  # task name from benchmarks.experiments.TASKS
+    config: str  # transfer/configs/*_ssl.yaml
+    overrides: dict[str, Any]  # yacs KEY -> value, common transfer overrides first
+    seeds: tuple[int, ...]  # Detectron2 SEED of each trial
+    rows: tuple[str, ...]  # row keys fine-tuned for this task
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A loaded, validated profile. `raw` is the merged YAML mapping after `--set` overrides."""
+
+    name: str
+    source: str  # file the profile came from
+    scaled: bool  # True: numbers are not comparable to the paper's
+    description: str
+    data_root_spec: str  # as written, e.g. "$DETECTRON2_DATASETS" or "datasets/synthetic-tiny"
+    synthetic: str | None  # benchmarks.synthetic profile generated into the root when missing
+    data_seed: int
+    num_gpus: int  # GPUs per job (torchrun for pretraining, --num-gpus for transfer)
+    supervised_checkpoint: str  # user-supplied torchvision ResNet .pth; "" = pretrain the row ourselves
+    keep_checkpoints: bool  # False: delete resumable/intermediate checkpoints once a job is done
+    output_dir: Path
+    results_dir: Path
+    pretrain_runs: dict[str, PretrainRun]
+    tasks: dict[str, TaskSpec]
+    slurm: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_root(self) -> Path | None:
+        """The dataset root with environment variables expanded; None if a variable is unset."""
+        expanded = os.path.expandvars(os.path.expanduser(self.data_root_spec))
+        if not expanded or "$" in expanded:
+            return None
+        return Path(expanded)
+
+    @property
+    def supervised_checkpoint_path(self) -> Path | None:
+        """The user's supervised checkpoint with variables expanded, None when the row is pretrained."""
+        if not self.supervised_checkpoint:
+            return None
+        return Path(os.path.expandvars(os.path.expanduser(self.supervised_checkpoint)))
+
+
+def resolve_profile_path(name_or_path: str) -> Path:
+    """`tiny` -> benchmarks/profiles/tiny.yaml; anything with a suffix or separator is a path."""
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        path = Path(name_or_path)
+    else:
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise BenchmarkError(
+            f"Profile {name_or_path!r} not found (looked for {path}). Expected a built-in profile name "
+            f"({known}) or the path of a YAML profile file; copy one of {PROFILES_DIR}/*.yaml to start."
+        )
+    return path
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Reads a profile file, resolving `_BASE_` (relative to the file, or a built-in name)."""
+    if path.resolve() in seen:
+        raise BenchmarkError(f"Profile {path} inherits from itself through _BASE_; remove the cycle.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BenchmarkError(f"Profile {path} is not valid YAML ({exc}); fix the syntax.") from exc
+    if not isinstance(data, dict):
+        raise BenchmarkError(
+            f"Profile {path} must be a YAML mapping at top level, got {type(data).__name__}."
+        )
+    base = data.pop("_BASE_", None)
+    if base is None:
+        return data
+    base_path = path.parent / base if (path.parent / base).is_file() else resolve_profile_path(base)
+    merged = _read_yaml(base_path, (*seen, path.resolve()))
+    merged["name"] = path.stem  # an inheriting file is its own profile (own output/ and results/ dirs)
+    _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _deep_merge(dst[key], value)
+        else:
+            dst[key] = copy.deepcopy(value)
+
+
+def _split_key(parts: list[str]) -> tuple[str, list[str]]:
+    """First key of a dotted path; a yacs key (upper case, e.g. SOLVER.MAX_ITER) is never split."""
+    if parts[0][:1].isupper():
+        return ".".join(parts), []
+    return parts[0], parts[1:]
+
+
+def apply_overrides(raw: dict[str, Any], assignments: list[str], source: str = "--set") -> dict[str, Any]:
+    """Returns a copy of `raw` with `key=value` assignments applied (see module docstring)."""
+    result = copy.deepcopy(raw)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise BenchmarkError(
+                f"{source} {assignment!r} is not of the form key=value, e.g. "
+                "tasks.voc_det.overrides.SOLVER.MAX_ITER=200 or supervised_checkpoint=/path/r50.pth."
+            )
+        value = yaml.safe_load(text) if text else ""
+        node, parts = result, key.split(".")
+        while True:
+            head, rest = _split_key(parts)
+            if not rest:
+                if head not in node and not head[:1].isupper():
+                    raise BenchmarkError(
+                        f"{source} {assignment!r}: profile has no key {key!r} ({head!r} is not one of "
+                        f"{sorted(node)}). Check the spelling against the profile file."
+                    )
+                node[head] = value
+                break
+            if not isinstance(node.get(head), dict):
+                if head in node or not rest[0][:1].isupper():
+                    raise BenchmarkError(
+                        f"{source} {assignment!r}: {head!r} is not a mapping in the profile (keys here: "
+                        f"{sorted(node)}). Check the spelling against the profile file."
+                    )
+                node[head] = {}
+            node, parts = node[head], rest
+    return result
+
+
+def _require(raw: dict[str, Any], key: str, where: str) -> Any:
+    if key not in raw:
+        raise BenchmarkError(f"Profile {where} lacks the required key {key!r}; add it (see tiny.yaml).")
+    return raw[key]
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    """`seeds: 3` means seeds 0, 1, 2; a list names them explicitly."""
+    if isinstance(value, int) and value >= 1:
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    raise BenchmarkError(f"{where}: seeds must be a positive int or a list of ints, got {value!r}.")
+
+
+def build_profile(raw: dict[str, Any], source: str) -> Profile:
+    """Validates a merged profile mapping and turns it into a `Profile`."""
+    name = str(raw.get("name") or Path(source).stem)
+    data = _require(raw, "data", source)
+    pretrain = _require(raw, "pretrain", source)
+    common_pre = dict(pretrain.get("overrides") or {})
+    runs = {}
+    for key, spec in (pretrain.get("runs") or {}).items():
+        if key not in ROWS_BY_KEY or not ROWS_BY_KEY[key].needs_weights:
+            raise BenchmarkError(
+                f"Profile {source}: pretrain run {key!r} is not a pretrained row; expected one of "
+                f"{sorted(k for k, r in ROWS_BY_KEY.items() if r.needs_weights)}."
+            )
+        runs[key] = PretrainRun(
+            key,
+            str(_require(spec, "config", f"{source} pretrain.runs.{key}")),
+            {**common_pre, **(spec.get("overrides") or {})},
+        )
+    common_tr = dict((raw.get("transfer") or {}).get("overrides") or {})
+    tasks = {}
+    for task_name, spec in (_require(raw, "tasks", source) or {}).items():
+        where = f"{source} tasks.{task_name}"
+        if task_name not in TASKS:
+            raise BenchmarkError(f"{where}: unknown task; expected one of {sorted(TASKS)}.")
+        rows = spec.get("rows") or list(ROWS_BY_KEY)
+        unknown = [r for r in rows if r not in ROWS_BY_KEY]
+        if unknown:
+            raise BenchmarkError(f"{where}: unknown rows {unknown}; expected keys from {list(ROWS_BY_KEY)}.")
+        tasks[task_name] = TaskSpec(
+            task_name,
+            str(_require(spec, "config", where)),
+            {**common_tr, **(spec.get("overrides") or {})},
+            _seeds(spec.get("seeds", 1), where),
+            tuple(rows),
+        )
+    return Profile(
+        name=name,
+        source=source,
+        scaled=bool(raw.get("scaled", True)),
+        description=str(raw.get("description", "")).strip(),
+        data_root_spec=str(_require(data, "root", f"{source} data")),
+        synthetic=data.get("synthetic"),
+        data_seed=int(data.get("seed", 0)),
+        num_gpus=int(raw.get("num_gpus", 1)),
+        supervised_checkpoint=str(raw.get("supervised_checkpoint") or ""),
+        keep_checkpoints=bool(raw.get("keep_checkpoints", True)),
+        output_dir=Path(str(raw.get("output_dir") or "output/{name}").replace("{name}", name)),
+        results_dir=Path(str(raw.get("results_dir") or "results/{name}").replace("{name}", name)),
+        pretrain_runs=runs,
+        tasks=tasks,
+        slurm=dict(raw.get("slurm") or {}),
+        raw=raw,
+    )
+
+
+def load_profile(name_or_path: str, assignments: list[str] | None = None) -> Profile:
+    """Loads a profile by name or path, applies `--set` assignments and validates it."""
+    path = resolve_profile_path(name_or_path)
+    raw = apply_overrides(_read_yaml(path), assignments or [])
+    return build_profile(raw, str(path))

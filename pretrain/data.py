@@ -1,0 +1,185 @@
+"""Datasets and augmentations for pretraining.
+
+Two-crop MoCo-v2 augmentation (Chen et al., arXiv 2003.04297, Sec. 3; the DenseCL paper uses the same):
+each view independently gets RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) w.p. 0.8,
+grayscale w.p. 0.2, Gaussian blur sigma U(0.1, 2) w.p. 0.5, horizontal flip, mean/std normalisation.
+"""
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+from torchvision import transforms as T
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from .config import dataset_root
+from .errors import PretrainError
+
+LAYOUTS = {
+    "imagenet": "imagenet/train/<class>/*.jpg (ImageFolder: one sub-folder per class)",
+    "coco": "coco/train2017/*.jpg (every image is used, annotations are not read)",
+}
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode an image to RGB; an unreadable file raises PretrainError naming it (never a silent skip)."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise PretrainError(
+            f"cannot read image {path}: {e}. Expected a decodable JPEG/PNG; replace or delete the file "
+            "(or regenerate the dataset) and restart (training resumes with --resume)."
+        ) from e
+
+
+def blur_kernel_size(image_size: int, fraction: float) -> int:
+    """Odd Gaussian kernel of about `fraction` of the crop size (23 for 224 px at 0.1), at least 3."""
+    k = max(3, int(image_size * fraction))
+    return k if k % 2 else k + 1
+
+
+def mocov2_view_transform(cfg) -> T.Compose:
+    """One randomly augmented view (the MoCo-v2 recipe), as a normalised (3, S, S) tensor."""
+    size = cfg.DATA.IMAGE_SIZE
+    kernel = blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION)
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(0.2, 1.0)),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(cfg.DATA.MEAN, cfg.DATA.STD),
+        ]
+    )
+
+
+def supervised_transform(cfg) -> T.Compose:
+    """The torchvision ImageNet classification recipe: RandomResizedCrop + horizontal flip."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(cfg.DATA.IMAGE_SIZE),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(cfg.DATA.MEAN, cfg.DATA.STD),
+        ]
+    )
+
+
+class TwoCropsTransform:
+    """Two independent draws of the same view transform: (query view, key view)."""
+
+    def __init__(self, view_transform):
+        self.view_transform = view_transform
+
+    def __call__(self, img):
+        return self.view_transform(img), self.view_transform(img)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS
+
+
+class ImageListDataset(Dataset):
+    """A list of (path, label) decoded with `load_rgb` and passed through `transform`."""
+
+    def __init__(self, samples: list[tuple[Path, int]], transform, classes: list[str] | None = None):
+        self.samples = samples
+        self.transform = transform
+        self.classes = classes or []
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]):
+        """`item` is an index, or (index, augmentation seed) from ResumableDistributedSampler."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        path, label = self.samples[index]
+        img = load_rgb(path)
+        if seed is None:
+            out = self.transform(img)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out = self.transform(img)
+        return (*out, label) if isinstance(out, tuple) else (out, label)
+
+
+def _missing(path: Path, dataset: str) -> PretrainError:
+    return PretrainError(
+        f"dataset directory {path} is missing or has no images. DATA.DATASET {dataset!r} expects "
+        f"<root>/{LAYOUTS[dataset]} under the root given by DATA.ROOT or $DETECTRON2_DATASETS. "
+        "Point DATA.ROOT at the right folder, or create synthetic data with "
+        "`python -m benchmarks make-data --profile tiny`."
+    )
+
+
+def list_samples(cfg) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label) pairs and class names for DATA.DATASET; label -1 for the unlabelled COCO images."""
+    dataset = cfg.DATA.DATASET
+    if dataset not in LAYOUTS:
+        raise PretrainError(f"DATA.DATASET {dataset!r} is unknown; expected one of {', '.join(LAYOUTS)}.")
+    root = dataset_root(cfg)
+    if dataset == "imagenet":
+        folder = root / "imagenet" / "train"
+        classes = sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
+        samples = [
+            (p, label)
+            for label, name in enumerate(classes)
+            for p in sorted((folder / name).rglob("*"))
+            if _is_image(p)
+        ]
+    else:
+        folder = root / "coco" / "train2017"
+        classes = []
+        samples = [(p, -1) for p in sorted(folder.iterdir()) if _is_image(p)] if folder.is_dir() else []
+    if not samples:
+        raise _missing(folder, dataset)
+    return samples, classes
+
+
+def build_dataset(cfg) -> ImageListDataset:
+    """Two-crop dataset for densecl/mocov2 (items: view_q, view_k, label); (image, label) for supervised."""
+    samples, classes = list_samples(cfg)
+    if cfg.MODEL.METHOD == "supervised":
+        if cfg.DATA.DATASET != "imagenet":
+            raise PretrainError(
+                f"MODEL.METHOD supervised needs labels, but DATA.DATASET is {cfg.DATA.DATASET!r}; "
+                "set DATA.DATASET imagenet (class folders under <root>/imagenet/train)."
+            )
+        return ImageListDataset(samples, supervised_transform(cfg), classes)
+    return ImageListDataset(samples, TwoCropsTransform(mocov2_view_transform(cfg)), classes)
+
+
+class ResumableDistributedSampler(Sampler[tuple[int, int]]):
+    """A seeded permutation per epoch, cut to whole global batches and split across processes.
+
+    Process r takes positions r, r + W, ... of the permutation, so every global batch holds
+    `batch_size` distinct images. `start_batch` skips batches already trained on before a resume.
+    Yields (index, augmentation seed): the random views of an image depend only on (SEED, epoch,
+    index), not on worker count or resume point, so a resumed run sees exactly the same data.
+    """
+
+    def __init__(self, length: int, batch_per_process: int, rank: int, world_size: int, seed: int):
+        self.length, self.batch_per_process = length, batch_per_process
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.batches_per_epoch = length // (batch_per_process * world_size)
+        self.epoch, self.start_batch = 0, 0
+
+    def set_position(self, epoch: int, start_batch: int) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.length, generator=g)[
+            : self.batches_per_epoch * self.batch_per_process * self.world_size
+        ]
+        mine = perm[self.rank :: self.world_size][self.start_batch * self.batch_per_process :]
+        epoch_seed = (self.seed * 1_000_003 + self.epoch) * 1_000_000_007
+        return iter([(i, (epoch_seed + i) % 2**63) for i in mine.tolist()])
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_per_process

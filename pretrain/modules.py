@@ -1,0 +1,117 @@
+"""Building blocks: ResNet trunk (C5 map out), projection heads, and the negative-key queue."""
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from .errors import PretrainError
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+class ResNetTrunk(nn.Module):
+    """A torchvision ResNet without avgpool/fc; forward returns the C5 (res5) map (N, C, H/32, W/32).
+
+    Parameter names are exactly torchvision's (conv1.weight, bn1.*, layer1.0.conv1.weight, ...), so a
+    state dict converts to Detectron2 with the usual renaming.
+    """
+
+    def __init__(self, arch: str):
+        super().__init__()
+        if arch not in ARCHS:
+            raise PretrainError(f"MODEL.ARCH {arch!r} is not supported; expected one of {', '.join(ARCHS)}.")
+        net = torchvision.models.get_model(arch, weights=None)
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            self.add_module(name, getattr(net, name))
+        self.out_channels = net.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (N, C5, H/32, W/32)
+
+
+class GlobalHead(nn.Module):
+    """MoCo-v2 projection: global average pool -> FC -> ReLU -> FC, output L2-normalised (no BN)."""
+
+    def __init__(self, in_channels: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
+        )
+
+    def forward(self, c5: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = c5.mean(dim=(2, 3))  # (N, C5)
+        return {"global": F.normalize(self.mlp(pooled), dim=1)}  # (N, D)
+
+
+class DenseHead(nn.Module):
+    """DenseCL dense projection (Sec. 3.2): 1x1 conv -> ReLU -> 1x1 conv on the un-pooled C5 map (no BN).
+
+    Outputs, all for an S x S grid (adaptive average pooling, so any S works for any input size):
+    `dense` (N, D, S*S) L2-normalised per position; `dense_pooled` (N, D) the spatial mean of the full
+    head output, L2-normalised (what the dense queue stores); `c5_grid` (N, C5, S*S) the backbone
+    features used to match positions between views.
+    """
+
+    def __init__(self, in_channels: int, hidden_dim: int, out_dim: int, grid_size: int):
+        super().__init__()
+        if grid_size < 1:
+            raise PretrainError(f"MODEL.DENSECL.GRID_SIZE must be >= 1, got {grid_size}.")
+        self.grid_size = grid_size
+        self.mlp = nn.Sequential(
+            nn.Conv2d(in_channels, hidden_dim, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden_dim, out_dim, 1)
+        )
+
+    def forward(self, c5: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = self.grid_size
+        dense = self.mlp(c5)  # (N, D, H, W)
+        return {
+            "dense": F.normalize(F.adaptive_avg_pool2d(dense, s).flatten(2), dim=1),  # (N, D, S*S)
+            "dense_pooled": F.normalize(dense.mean(dim=(2, 3)), dim=1),  # (N, D)
+            "c5_grid": F.adaptive_avg_pool2d(c5, s).flatten(2),  # (N, C5, S*S)
+        }
+
+
+class Encoder(nn.Module):
+    """Backbone + named heads; forward merges the heads' output dicts and adds the raw `c5` map."""
+
+    def __init__(self, backbone: ResNetTrunk, heads: dict[str, nn.Module]):
+        super().__init__()
+        self.backbone = backbone
+        for name, head in heads.items():
+            self.add_module(name, head)
+        self.head_names = tuple(heads)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        c5 = self.backbone(x)
+        out = {"c5": c5}
+        for name in self.head_names:
+            out.update(getattr(self, name)(c5))
+        return out
+
+
+class FeatureQueue(nn.Module):
+    """A FIFO of K past keys (MoCo Sec. 3.1): buffer `queue` (K, C) and write pointer `ptr`.
+
+    `enqueue` writes a (N, C) batch at the pointer with wrap-around, so K need not be a multiple of N.
+    Initialised with random unit vectors, as MoCo.
+    """
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        if size < 1:
+            raise PretrainError(f"MODEL.QUEUE_SIZE must be >= 1, got {size}.")
+        self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer("ptr", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """keys: (N, C), already gathered from every process."""
+        size = self.queue.shape[0]
+        keys = keys.detach()[-size:].to(self.queue.dtype)  # more keys than slots: keep the newest
+        ptr = int(self.ptr)
+        idx = (ptr + torch.arange(keys.shape[0], device=keys.device)) % size
+        # out of place: this step's loss still holds the old queue for its backward pass
+        self.queue = self.queue.index_copy(0, idx, keys)
+        self.ptr[0] = (ptr + keys.shape[0]) % size

@@ -1,0 +1,288 @@
+"""The runner on the real job graph with fake commands (tiny `python -c` scripts writing the markers).
+
+Checks: finished jobs are never rerun, a failure is isolated and recorded and its dependants skipped,
+the CLI exit code, and a run killed mid-graph resumes (pretraining restarted with --resume).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import benchmarks.__main__ as cli
+from benchmarks.executors import LocalExecutor
+from benchmarks.jobs import MAKE_DATA_STAMP, Job, Selection, build_graph
+from benchmarks.profile import load_profile
+from benchmarks.runner import Runner, StateFile
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Written into tmp_path so that the runner subprocess of the interruption test can import it too.
+FAKE_MODULE = r'''
+"""CommandBuilder whose commands record their call in a counter file and write the job's marker."""
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.experiments import ROWS, TASKS
+from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder
+
+SCRIPT = """
+import sys, time
+from pathlib import Path
+marker, counter, job, flags, payload = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+with open(counter, "a") as f:
+    f.write(job + " " + flags + "\\n")
+print("running", job)
+if "fail" in flags:
+    sys.exit("boom: simulated failure of " + job)
+marker.parent.mkdir(parents=True, exist_ok=True)
+if "slow" in flags and "resume" not in flags:
+    (marker.parent / "checkpoint_last.pth").write_text("partial")
+    time.sleep(60)
+(marker.parent / "model_0000001.pth").write_text("intermediate checkpoint")
+marker.write_text(payload)
+"""
+
+
+class FakeCommands(CommandBuilder):
+    def __init__(self, counter, fail=(), slow=()):
+        super().__init__()
+        self.counter, self.fail, self.slow = str(counter), set(fail), set(slow)
+
+    def _fake(self, marker, job, resume=False, payload="{}"):
+        flags = ",".join(f for f, on in (("fail", job in self.fail), ("slow", job in self.slow),
+                                         ("resume", resume)) if on) or "-"
+        return [sys.executable, "-c", SCRIPT, str(marker), self.counter, job, flags, payload]
+
+    def make_data(self, synthetic, root, seed):
+        return self._fake(root / MAKE_DATA_STAMP, "data/make")
+
+    def pretrain(self, run, out_dir, data_root, resume):
+        return self._fake(out_dir / "model_final.pth", f"pretrain/{run.key}", resume)
+
+    def convert(self, src, dst):
+        return self._fake(dst, f"convert/{dst.stem}")
+
+    def cell(self, spec, weights, seed, out_dir, resume):
+        row = out_dir.parent.name
+        score = 5.0 + 10 * [r.key for r in ROWS].index(row) + seed
+        metrics = {m.name: score for m in TASKS[spec.name].metrics}
+        payload = json.dumps({"task": spec.name, "metrics": metrics, "iters": 4, "wall_s": 0.5,
+                              "weights": str(weights or ""), "config_file": spec.config})
+        return self._fake(out_dir / "metrics.json", f"cell/{row}/{spec.name}/seed{seed}", resume, payload)
+'''
+
+
+@pytest.fixture()
+def fakes(tmp_path, monkeypatch):
+    (tmp_path / "fake_commands.py").write_text(FAKE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fake_commands
+
+    return fake_commands
+
+
+def _settings(tmp_path):
+    return [
+        f"output_dir={tmp_path / 'out'}",
+        f"results_dir={tmp_path / 'results'}",
+        f"data.root={tmp_path / 'data'}",
+    ]
+
+
+def _calls(counter: Path) -> list[str]:
+    return counter.read_text().splitlines() if counter.exists() else []
+
+
+def test_graph_runs_once_then_nothing_is_rerun(tmp_path, fakes):
+    profile = load_profile("smoke", _settings(tmp_path))
+    counter = tmp_path / "calls.txt"
+    jobs = build_graph(profile, Selection(), fakes.FakeCommands(counter))
+    assert len(jobs) == 1 + 5 + 5 + 12  # make-data, 5 pretrains, 5 converts, 6 + 2 + 2 + 2 cells
+    state = StateFile(profile.output_dir / "state.json")
+    result = Runner(jobs, state, LocalExecutor(), max_parallel=2, echo=lambda _: None, git_rev="abc").run()
+    assert result.ok and len(result.ids("done")) == len(jobs)
+    calls = _calls(counter)
+    assert sorted(c.split()[0] for c in calls) == sorted(
+        j.id if j.kind != "cell" else f"cell/{j.cell.row}/{j.cell.task}/seed{j.cell.seed}" for j in jobs
+    )
+    assert (tmp_path / "data" / MAKE_DATA_STAMP).exists()
+    saved = json.loads(state.path.read_text())["jobs"]
+    assert (
+        saved["pretrain/densecl_coco"]["status"] == "done"
+        and saved["pretrain/densecl_coco"]["git_rev"] == "abc"
+    )
+    assert Path(saved["pretrain/densecl_coco"]["log"]).read_text().startswith("running")
+    assert not list(profile.output_dir.glob("table*/*/*/seed*/model_*.pth"))  # keep_checkpoints: false
+
+    again = build_graph(profile, Selection(), fakes.FakeCommands(counter))
+    result = Runner(again, StateFile(state.path), LocalExecutor(), echo=lambda _: None).run()
+    assert result.ok and _calls(counter) == calls  # no job started the second time
+
+
+def test_failure_is_isolated_recorded_and_dependants_skipped(tmp_path, fakes):
+    profile = load_profile("smoke", _settings(tmp_path))
+    counter = tmp_path / "calls.txt"
+    jobs = build_graph(
+        profile, Selection(tables=(1,)), fakes.FakeCommands(counter, fail={"convert/mocov2_coco"})
+    )
+    state = StateFile(profile.output_dir / "state.json")
+    result = Runner(jobs, state, LocalExecutor(), echo=lambda _: None).run()
+    assert result.ids("failed") == ["convert/mocov2_coco"]
+    assert result.ids("skipped") == ["cell/table1/voc_det/mocov2_coco/seed0"]
+    assert len(result.ids("done")) == len(jobs) - 2 and not result.ok
+    failed = state.jobs["convert/mocov2_coco"]
+    assert failed["returncode"] == 1 and "boom: simulated failure" in failed["error_tail"]
+    assert (
+        "dependency convert/mocov2_coco" in state.jobs["cell/table1/voc_det/mocov2_coco/seed0"]["error_tail"]
+    )
+    Runner(jobs, state, LocalExecutor(), echo=lambda _: None).run()  # fails again: only this run's output
+    assert state.jobs["convert/mocov2_coco"]["error_tail"].count("boom") == 1
+
+
+def test_job_exiting_zero_without_marker_fails(tmp_path):
+    job = Job("cell/x", "cell", [sys.executable, "-c", "pass"], tmp_path / "metrics.json", tmp_path / "x.log")
+    state = StateFile(tmp_path / "state.json")
+    result = Runner([job], state, LocalExecutor(), echo=lambda _: None, git_rev="r").run()
+    assert result.ids("failed") == ["cell/x"] and "was not written" in state.jobs["cell/x"]["error_tail"]
+
+
+def test_cli_exit_code_and_report_after_a_failing_cell(tmp_path, fakes, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "CommandBuilder", lambda num_gpus: fakes.FakeCommands(
+        tmp_path / "calls.txt", fail={"cell/densecl_coco/voc_det/seed0"}))  # fmt: skip
+    argv = ["reproduce", "--profile", "smoke", "--tables", "1", "--set", *_settings(tmp_path)]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "FAILED cell/table1/voc_det/densecl_coco/seed0" in out and "1 job(s) failed" in out
+    assert (tmp_path / "results" / "table1.md").exists()
+    assert "table1 voc_det: best DenseCL (ImageNet)" in out
+    monkeypatch.setattr(cli, "CommandBuilder", lambda num_gpus: fakes.FakeCommands(tmp_path / "calls.txt"))
+    assert cli.main(argv) == 0  # fixed: only the failed cell runs again
+    assert [c.split()[0] for c in _calls(tmp_path / "calls.txt")].count(
+        "cell/densecl_coco/voc_det/seed0"
+    ) == 2
+    assert len(_calls(tmp_path / "calls.txt")) == 1 + 5 + 5 + 6 + 1
+
+
+RUN_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from fake_commands import FakeCommands
+from benchmarks.executors import LocalExecutor
+from benchmarks.jobs import Selection, build_graph
+from benchmarks.profile import load_profile
+from benchmarks.runner import Runner, StateFile
+profile = load_profile("smoke", sys.argv[3:])
+jobs = build_graph(profile, Selection(tables=(1,), rows=("random", "densecl_coco")),
+                   FakeCommands(sys.argv[2], slow={"pretrain/densecl_coco"}))
+try:
+    Runner(jobs, StateFile(profile.output_dir / "state.json"), LocalExecutor(), echo=print).run()
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path, fakes):
+    counter = tmp_path / "calls.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_SCRIPT, str(tmp_path), str(counter), *_settings(tmp_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    partial = tmp_path / "out" / "pretrain" / "densecl_coco" / "checkpoint_last.pth"
+    deadline = time.monotonic() + 30
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert partial.exists(), proc.communicate(timeout=60)[0]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    state = StateFile(tmp_path / "out" / "state.json")
+    assert state.jobs["pretrain/densecl_coco"]["status"] == "interrupted"
+    assert state.jobs["data/make"]["status"] == "done"
+
+    profile = load_profile("smoke", _settings(tmp_path))
+    jobs = build_graph(
+        profile,
+        Selection(tables=(1,), rows=("random", "densecl_coco")),
+        fakes.FakeCommands(counter, slow={"pretrain/densecl_coco"}),
+    )
+    assert "--resume" not in jobs[1].argv and "resume" in jobs[1].argv[-2]  # the fake's resume flag
+    assert Runner(jobs, state, LocalExecutor(), echo=lambda _: None).run().ok
+    assert not partial.exists()  # removed once pretraining finished (keep_checkpoints: false)
+    calls = _calls(counter)
+    assert [c for c in calls if c.startswith("data/make")] == ["data/make -"]
+    assert [c for c in calls if c.startswith("pretrain/")] == [
+        "pretrain/densecl_coco slow",
+        "pretrain/densecl_coco slow,resume",
+    ]
+
+
+def test_real_commands_resume_where_a_checkpoint_was_left(tmp_path):
+    profile = load_profile("smoke", _settings(tmp_path))
+    selection = Selection(tables=(1,), rows=("random", "densecl_coco"))
+    fresh = {j.id: j for j in build_graph(profile, selection)}
+    assert fresh["pretrain/densecl_coco"].argv[1:3] == ["-m", "pretrain.train_net"]
+    assert "--resume" not in fresh["pretrain/densecl_coco"].argv
+    assert fresh["cell/table1/voc_det/random/seed0"].env["DETECTRON2_DATASETS"] == str(tmp_path / "data")
+    (tmp_path / "out" / "pretrain" / "densecl_coco").mkdir(parents=True)
+    (tmp_path / "out" / "pretrain" / "densecl_coco" / "checkpoint_last.pth").write_bytes(b"")
+    cell_dir = tmp_path / "out" / "table1" / "voc_det" / "random" / "seed0"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "last_checkpoint").write_text("model_0000002.pth")
+    resumed = {j.id: j for j in build_graph(profile, selection)}
+    assert "--resume" in resumed["pretrain/densecl_coco"].argv
+    argv = resumed["cell/table1/voc_det/random/seed0"].argv
+    assert "--resume" in argv and argv[argv.index("MODEL.WEIGHTS") + 1] == ""
+    weights = resumed["cell/table1/voc_det/densecl_coco/seed0"].argv
+    assert weights[weights.index("MODEL.WEIGHTS") + 1] == str(
+        tmp_path / "out" / "weights" / "densecl_coco.pkl"
+    )
+    assert weights[weights.index("SOLVER.STEPS") + 1] == "(3,)"
+
+
+def test_finished_job_made_by_another_command_is_kept_with_a_warning(tmp_path):
+    marker = tmp_path / "metrics.json"
+    marker.write_text("{}")
+    state = StateFile(tmp_path / "state.json")
+    state.update("cell/x", status="done", argv=["python", "old"])
+    job = Job("cell/x", "cell", [sys.executable, "-c", "raise SystemExit(1)"], marker, tmp_path / "x.log")
+    lines = []
+    assert Runner([job], state, LocalExecutor(), echo=lines.append, git_rev="r").run().ok
+    assert "another command" in lines[0] and not job.log.exists()  # warned, not rerun
+
+
+def test_slurm_executor_runs_jobs_through_submitit(tmp_path):
+    """Without a SLURM cluster, submitit's AutoExecutor runs the same wrapped commands locally."""
+    from benchmarks.executors import SlurmExecutor
+
+    ok = Job("a", "cell", [sys.executable, "-c", "print('hello')"], tmp_path / "a.log", tmp_path / "a.log")
+    bad = Job(
+        "b", "cell", [sys.executable, "-c", "raise SystemExit(4)"], tmp_path / "m", tmp_path / "b.log", ("a",)
+    )
+    state = StateFile(tmp_path / "state.json")
+    executor = SlurmExecutor(tmp_path / "slurm", {"timeout_min": 5}, cwd=tmp_path)
+    result = Runner([ok, bad], state, executor, echo=lambda _: None, git_rev="r").run()
+    assert result.status == {"a": "done", "b": "failed"}  # job a's log is its own marker
+    assert ok.log.read_text() == "hello\n" and state.jobs["b"]["returncode"] == 4
+
+
+def test_paper_profile_refuses_without_datasets_but_plans(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    settings = ["--num-gpus", "1", "--set", f"output_dir={tmp_path / 'out'}"]
+    assert cli.main(["reproduce", "--profile", "paper", *settings]) == 2
+    assert "export DETECTRON2_DATASETS" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["plan", "--profile", "paper", *settings]) == 0
+    out = capsys.readouterr().out
+    assert "warning: The dataset root '$DETECTRON2_DATASETS'" in out and "57 jobs, 0 done, 57 to run" in out

@@ -1,0 +1,99 @@
+"""Datasets, augmentation, the resumable sampler and clear errors for bad data."""
+
+import pytest
+import torch
+from pretrain_testutils import tiny_cfg, write_jpegs
+
+from pretrain.data import ResumableDistributedSampler, blur_kernel_size, build_dataset
+from pretrain.errors import PretrainError
+from pretrain.train_net import main
+
+
+def test_two_crop_views(tiny_root):
+    cfg = tiny_cfg("densecl", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"})
+    ds = build_dataset(cfg)
+    assert len(ds) == 8
+    torch.manual_seed(0)
+    view_q, view_k, label = ds[0]
+    assert view_q.shape == view_k.shape == (3, 32, 32) and label == -1
+    assert not torch.equal(view_q, view_k)
+
+
+def test_imagenet_folder_labels_and_supervised(tiny_root):
+    cfg = tiny_cfg("supervised", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "imagenet"})
+    ds = build_dataset(cfg)
+    assert ds.classes == ["n0001", "n0002"] and len(ds) == 8
+    image, label = ds[5]
+    assert image.shape == (3, 32, 32) and label == 1
+    with pytest.raises(PretrainError, match="needs labels"):
+        build_dataset(tiny_cfg("supervised", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}))
+
+
+def test_blur_kernel_is_odd_and_about_ten_percent():
+    assert blur_kernel_size(224, 0.1) == 23
+    assert blur_kernel_size(64, 0.1) == 7
+    assert blur_kernel_size(32, 0.1) == 3
+
+
+def test_missing_dataset_names_path_and_layout(tmp_path):
+    cfg = tiny_cfg(**{"DATA.ROOT": str(tmp_path / "nowhere"), "DATA.DATASET": "imagenet"})
+    with pytest.raises(PretrainError) as err:
+        build_dataset(cfg)
+    assert str(tmp_path / "nowhere" / "imagenet" / "train") in str(err.value)
+    assert "<class>" in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"not a jpeg at all", "truncated"])
+def test_corrupt_image_error_names_path(tiny_root, content):
+    folder = tiny_root / "coco" / "train2017"
+    bad = folder / "zz_bad.jpg"
+    if content == "truncated":
+        good = write_jpegs(folder, 1, seed=9, size=(64, 64))[0]
+        bad.write_bytes(good.read_bytes()[:300])
+    else:
+        bad.write_bytes(content)
+    ds = build_dataset(tiny_cfg(**{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}))
+    index = [p for p, _ in ds.samples].index(bad)
+    with pytest.raises(PretrainError, match=str(bad)):
+        ds[index]
+
+
+def test_cli_reports_corrupt_image_and_exits_2(tiny_root, tmp_path, capsys):
+    (tiny_root / "coco" / "train2017" / "broken.jpg").write_bytes(b"\x00" * 64)
+    opts = {
+        "MODEL.ARCH": "resnet18", "DATA.DATASET": "coco", "DATA.ROOT": str(tiny_root), "DATA.NUM_WORKERS": 1,
+        "DATA.IMAGE_SIZE": "32", "SOLVER.BATCH_SIZE": "9", "SOLVER.MAX_ITERS": "1", "MODEL.QUEUE_SIZE": "16",
+        "MODEL.HIDDEN_DIM": "16", "OUTPUT_DIR": str(tmp_path / "out"),
+    }  # fmt: skip
+    rc = main([str(x) for kv in opts.items() for x in kv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sampler_resumes_mid_epoch_and_splits_processes(world):
+    def batches(rank, start):
+        s = ResumableDistributedSampler(length=25, batch_per_process=2, rank=rank, world_size=world, seed=7)
+        s.set_position(epoch=3, start_batch=start)
+        items = list(s)
+        assert len(items) == len(s)
+        idx = [i for i, _ in items]
+        return [idx[i : i + 2] for i in range(0, len(idx), 2)]
+
+    full = [batches(r, 0) for r in range(world)]
+    per_epoch = 25 // (2 * world)
+    assert all(len(f) == per_epoch for f in full)
+    flat = [i for f in full for b in f for i in b]
+    assert len(flat) == len(set(flat)) == per_epoch * 2 * world
+    for r in range(world):
+        assert batches(r, 2) == full[r][2:]
+
+
+def test_augmentation_depends_only_on_sample_seed(tiny_root):
+    ds = build_dataset(tiny_cfg(**{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}))
+    a = ds[(3, 123)]
+    torch.rand(10)  # global RNG state must not matter
+    b = ds[(3, 123)]
+    c = ds[(3, 124)]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])

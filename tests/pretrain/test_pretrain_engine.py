@@ -1,0 +1,164 @@
+"""Training loop: outputs, exact kill-and-resume, NaN guard, configs and the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pretrain_testutils import tiny_cfg
+
+from pretrain import checkpoint
+from pretrain.config import load_cfg
+from pretrain.engine import Trainer, learning_rate
+from pretrain.errors import PretrainError
+from pretrain.monitor import drop_records_after
+
+CONFIGS = sorted((Path(__file__).parents[2] / "pretrain" / "configs").glob("*.yaml"))
+
+
+def run_cfg(root, out, method="densecl", **overrides):
+    cfg = tiny_cfg(method, **{"DATA.ROOT": str(root), "OUTPUT_DIR": str(out), **overrides})
+    cfg.DATA.DATASET = "imagenet" if method == "supervised" else "coco"
+    cfg.freeze()
+    return cfg
+
+
+class KilledError(Exception):
+    """Stands for a SIGKILL in the middle of training."""
+
+
+def test_outputs_layout_and_checksum(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 3})).train()
+    for name in ("config.yaml", "metrics.jsonl", "log.txt", "checkpoint_last.pth", "model_final.pth"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoint_epoch_0001.pth").is_file()  # 8 images / batch 4 = 2 iters per epoch
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [1, 2, 3]
+    assert {"epoch", "lr", "loss", "loss_global", "loss_dense", "time", "data_time"} <= set(records[0])
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
+    sd, meta = final["state_dict"], final["meta"]
+    assert meta["method"] == "densecl" and meta["arch"] == "resnet18" and meta["iters"] == 3
+    assert meta["sha256"] == checkpoint.state_dict_sha256(sd)
+    assert "encoder_q.backbone.layer1.0.conv1.weight" in sd and "queue_dense.queue" in sd
+    assert (out / "model_final.pth.sha256").read_text().split()[0] == checkpoint.file_sha256(
+        out / "model_final.pth"
+    )
+
+
+def test_supervised_exports_plain_torchvision_keys(tiny_root, tmp_path):
+    Trainer(run_cfg(tiny_root, tmp_path / "sup", "supervised", **{"SOLVER.MAX_ITERS": 2})).train()
+    sd = torch.load(tmp_path / "sup" / "model_final.pth", weights_only=True)["state_dict"]
+    assert "fc.weight" in sd and "conv1.weight" in sd and sd["fc.weight"].shape == (2, 512)
+
+
+def test_killed_run_resumes_exactly(tiny_root, tmp_path, monkeypatch):
+    """Kill after iteration 3 (mid-epoch, CHECKPOINT_ITERS 1); resuming gives the uninterrupted result."""
+    opts = {"SOLVER.MAX_ITERS": 5, "SOLVER.CHECKPOINT_ITERS": 1}
+    Trainer(run_cfg(tiny_root, tmp_path / "ref", **opts)).train()
+    reference = torch.load(tmp_path / "ref" / "checkpoint_last.pth", weights_only=True)
+
+    real_step = Trainer.step
+
+    def step_then_die(self, batch, iteration):
+        if iteration == 3:
+            raise KilledError
+        return real_step(self, batch, iteration)
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(Trainer, "step", step_then_die)
+    with pytest.raises(KilledError):
+        Trainer(run_cfg(tiny_root, out, **opts)).train()
+    monkeypatch.setattr(Trainer, "step", real_step)
+    saved = torch.load(out / "checkpoint_last.pth", weights_only=True)
+    assert saved["iteration"] == 3 and saved["epoch"] == 1
+
+    trainer = Trainer(run_cfg(tiny_root, out, **opts), resume=True)
+    assert trainer.start_iter == 3
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, saved["model"][k]), k
+    assert torch.equal(trainer.optimizer.state_dict()["state"][0]["momentum_buffer"],
+                       saved["optimizer"]["state"][0]["momentum_buffer"])  # fmt: skip
+    assert "resumed from" in (out / "log.txt").read_text() and "iteration 3" in (out / "log.txt").read_text()
+    trainer.train()
+    resumed = torch.load(out / "checkpoint_last.pth", weights_only=True)
+    assert resumed["iteration"] == 5
+    for k, v in reference["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, msg=k)
+    iters = [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert iters == [1, 2, 3, 4, 5]
+
+
+def test_resume_with_larger_max_iters(tiny_root, tmp_path):
+    out = tmp_path / "grow"
+    Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 2})).train()
+    trainer = Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 4}), resume=True)
+    assert trainer.start_iter == 2
+    trainer.train()
+    meta = torch.load(out / "model_final.pth", weights_only=True)["meta"]
+    assert meta["iters"] == 4
+
+
+def test_nan_loss_stops_with_clear_message(tiny_root, tmp_path):
+    trainer = Trainer(run_cfg(tiny_root, tmp_path / "nan", **{"SOLVER.MAX_ITERS": 2}))
+    trainer.model.compute_losses = lambda q, k: {"loss": torch.tensor(float("nan"), requires_grad=True)}
+    with pytest.raises(PretrainError, match=r"iteration 1 .*lower SOLVER.BASE_LR"):
+        trainer.train()
+
+
+def test_syncbn_fallback_is_logged(tiny_root, tmp_path):
+    trainer = Trainer(run_cfg(tiny_root, tmp_path / "bn", **{"TRAIN.SYNC_BN": True}))
+    assert (
+        "SyncBN requested but not distributed: using BatchNorm" in (tmp_path / "bn" / "log.txt").read_text()
+    )
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
+
+
+def test_cosine_schedule_and_step_schedule():
+    cfg = tiny_cfg()
+    assert learning_rate(cfg, 0.03, 0, 100, 10) == pytest.approx(0.03)
+    assert learning_rate(cfg, 0.03, 50, 100, 10) == pytest.approx(0.015)
+    assert learning_rate(cfg, 0.03, 100, 100, 10) == pytest.approx(0.0, abs=1e-12)
+    cfg.SOLVER.LR_SCHEDULER = "step"
+    assert learning_rate(cfg, 0.1, 29 * 10, 900, 10) == pytest.approx(0.1)
+    assert learning_rate(cfg, 0.1, 60 * 10, 900, 10) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_recipe_loads(path):
+    cfg = load_cfg(str(path), [])
+    assert cfg.MODEL.METHOD in ("densecl", "mocov2", "supervised")
+
+
+def test_paper_recipes_match_protocol():
+    d = Path(CONFIGS[0]).parent
+    coco = load_cfg(str(d / "densecl_R50_8xb32-800ep_coco.yaml"), [])
+    assert (coco.SOLVER.BASE_LR, coco.SOLVER.EPOCHS, coco.DATA.DATASET) == (0.3, 800, "coco")
+    inet = load_cfg(str(d / "densecl_R50_8xb32-200ep_in1k.yaml"), [])
+    assert (inet.SOLVER.BASE_LR, inet.SOLVER.BATCH_SIZE, inet.MODEL.QUEUE_SIZE) == (0.03, 256, 65536)
+    assert (inet.MODEL.TEMPERATURE, inet.MODEL.MOMENTUM, inet.MODEL.DENSECL.LAMBDA) == (0.2, 0.999, 0.5)
+    assert inet.MODEL.DENSECL.GRID_SIZE == 7 and inet.SOLVER.WEIGHT_DECAY == 1e-4
+
+
+def test_bad_override_is_a_clear_error():
+    with pytest.raises(PretrainError, match=r"MODEL\.NOPE"):
+        load_cfg("", ["MODEL.NOPE", "1"])
+    with pytest.raises(PretrainError, match="does not exist"):
+        load_cfg("missing.yaml", [])
+
+
+def test_resume_forgets_metrics_logged_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"iter": i, "loss": 1.0}) + "\n" for i in range(1, 8)))
+    drop_records_after(path, 5)
+    assert [json.loads(line)["iter"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_amp_channels_last(tiny_root, tmp_path):
+    cfg = run_cfg(tiny_root, tmp_path / "gpu", **{"SOLVER.MAX_ITERS": 2, "TRAIN.DEVICE": "cuda"})
+    trainer = Trainer(cfg)
+    assert trainer.amp_dtype == torch.bfloat16
+    trainer.train()
+    assert torch.load(tmp_path / "gpu" / "model_final.pth", weights_only=True)["meta"]["iters"] == 2

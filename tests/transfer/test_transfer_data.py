@@ -1,0 +1,89 @@
+"""VOC 2012 segmentation registration, raw label reading, the sem-seg mapper and dataset checks."""
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from PIL import Image
+from transfer_testutils import CONFIGS, make_cfg
+
+from transfer.data import SemSegDatasetMapper, check_datasets
+from transfer.data.sem_seg_mapper import read_label_png
+from transfer.data.voc_sem_seg import load_voc_sem_seg
+from transfer.errors import TransferError
+
+
+def _palette_png(path, labels: np.ndarray) -> None:
+    """VOC-style palette PNG: index k drawn with a colour whose luminance is not k."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [224, 224, 192] * 252
+    image.putpalette(palette[: 256 * 3])
+    image.save(path)
+
+
+def test_palette_labels_are_read_as_raw_indices(tmp_path):
+    labels = np.array([[0, 1, 2], [3, 255, 1]])
+    _palette_png(tmp_path / "l.png", labels)
+    assert np.array_equal(read_label_png(str(tmp_path / "l.png")), labels)
+    luminance = utils.read_image(str(tmp_path / "l.png"), "L").squeeze(2)  # what Detectron2 would read
+    assert not np.array_equal(luminance, labels)
+
+
+def _voc_image(tmp_path, width=40, height=30):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(tmp_path / "i.jpg")
+    labels = np.zeros((height, width), dtype=np.uint8)
+    labels[: height // 2] = 2
+    _palette_png(tmp_path / "l.png", labels)
+    return {"file_name": str(tmp_path / "i.jpg"), "sem_seg_file_name": str(tmp_path / "l.png")}
+
+
+def test_train_mapper_rescales_crops_pads_with_ignore(tmp_path):
+    opts = ["INPUT.CROP.SIZE", "[64, 64]", "INPUT.MIN_SIZE_TRAIN", "(15, 30)", "INPUT.MAX_SIZE_TRAIN", "120"]
+    cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k_ssl.yaml"), *opts)
+    out = SemSegDatasetMapper(cfg, is_train=True)(_voc_image(tmp_path))
+    assert out["image"].shape == (3, 64, 64) and out["sem_seg"].shape == (64, 64)
+    assert set(out["sem_seg"].unique().tolist()) <= {0, 2, 255}
+    assert (out["sem_seg"][-1] == 255).all() and (out["image"][:, -1] == 0).all()  # padding
+    assert (out["height"], out["width"]) == (30, 40)
+
+
+def test_test_mapper_resizes_and_keeps_the_evaluation_size(tmp_path):
+    opts = ["INPUT.MIN_SIZE_TEST", "60", "INPUT.MAX_SIZE_TEST", "200"]
+    cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k.yaml"), *opts)
+    out = SemSegDatasetMapper(cfg, is_train=False)(_voc_image(tmp_path))
+    assert out["image"].shape == (3, 60, 80) and "sem_seg" not in out
+    assert (out["height"], out["width"]) == (30, 40)
+
+
+def test_voc_sem_seg_splits(tmp_path):
+    split_dir = tmp_path / "ImageSets" / "Segmentation"
+    split_dir.mkdir(parents=True)
+    (split_dir / "train_aug.txt").write_text("2007_000032\n2011_003276\n")
+    dicts = load_voc_sem_seg(str(tmp_path), "train_aug", "SegmentationClassAug")
+    assert [d["sem_seg_file_name"] for d in dicts] == [
+        str(tmp_path / "SegmentationClassAug" / "2007_000032.png"),
+        str(tmp_path / "SegmentationClassAug" / "2011_003276.png"),
+    ]
+    assert dicts[0]["file_name"] == str(tmp_path / "JPEGImages" / "2007_000032.jpg")
+    with pytest.raises(TransferError, match="check-data"):
+        load_voc_sem_seg(str(tmp_path), "val", "SegmentationClass")
+    meta = MetadataCatalog.get("voc_2012_sem_seg_val")
+    assert (
+        len(meta.stuff_classes) == 21 and meta.stuff_classes[0] == "background" and meta.ignore_label == 255
+    )
+    assert "voc_2012_sem_seg_train_aug" in DatasetCatalog.list()
+
+
+def test_unregistered_and_missing_datasets_are_named(tmp_path):
+    with pytest.raises(TransferError, match=r"voc_2012_sem_seg_trainaug.*not registered.*did you mean"):
+        check_datasets(["voc_2012_sem_seg_trainaug"])
+    name = "voc_2012_sem_seg_transfer_test_missing"
+    DatasetCatalog.register(name, list)
+    MetadataCatalog.get(name).set(split_file=str(tmp_path / "VOC2012" / "val.txt"))
+    try:
+        with pytest.raises(TransferError, match=r"missing .*val\.txt.*DETECTRON2_DATASETS.*check-data"):
+            check_datasets([name])
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

@@ -1,0 +1,1 @@
+"""Transfer of ResNet checkpoints into Detectron2: conversion, models, datasets, fine-tuning."""

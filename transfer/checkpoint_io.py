@@ -1,0 +1,104 @@
+"""Safe reading of checkpoints and atomic writing of Detectron2 weight pickles.
+
+Nothing here runs a full unpickler on a user file: `.pth` files go through
+`torch.load(weights_only=True)` and Detectron2 `.pkl` files through an unpickler that only rebuilds
+numpy arrays and plain containers.
+"""
+
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transfer.errors import TransferError
+
+# Globals a Detectron2 weight pickle may reference: numpy array reconstruction (numpy 1 and 2 module
+# names; `_frombuffer` for pickle protocol 5), dtypes and the ordered dict some writers use.
+_PICKLE_ALLOWED = {
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global except numpy arrays, dtypes and OrderedDict."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED or (
+            module.startswith("numpy.dtypes") and name.endswith("DType")
+        ):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a weight pickle")
+
+
+def load_torch_checkpoint(path: str | Path) -> Mapping:
+    """`torch.load(map_location="cpu", weights_only=True)` with a clear message on every failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransferError(
+            f"Checkpoint {path} does not exist. Expected a PyTorch checkpoint (.pth/.pth.tar/.ckpt) "
+            "holding a ResNet state dict; check the path."
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TransferError(
+            f"Checkpoint {path} needs full unpickling (it stores Python objects beyond tensors and plain "
+            f"containers: {str(exc).splitlines()[0]}). Unpickling can run arbitrary code, so it is refused. "
+            "If you trust the file, re-save only its tensors: "
+            "`torch.save(torch.load(IN, weights_only=False)['state_dict'], OUT)` and convert OUT."
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise TransferError(
+            f"Checkpoint {path} is not a readable PyTorch file ({exc}). Expected a file written by "
+            "torch.save; re-download or re-export it."
+        ) from exc
+    if not isinstance(loaded, Mapping):
+        raise TransferError(
+            f"Checkpoint {path} holds a {type(loaded).__name__}, expected a dict (a state dict, or a dict "
+            "with 'state_dict'/'model'). Save `model.state_dict()` instead of the module."
+        )
+    return loaded
+
+
+def load_weight_pickle(path: str | Path) -> dict:
+    """Read a Detectron2 `.pkl` weight file, allowing only numpy arrays and containers inside."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise TransferError(
+            f"Weight file {path} is not a plain Detectron2 weight pickle ({exc}). Expected "
+            "{'model': {name: numpy array}, ...} as written by `python -m transfer.convert IN OUT.pkl`; "
+            "convert the original checkpoint with that command."
+        ) from exc
+    if not isinstance(data, dict):
+        raise TransferError(f"Weight file {path} holds a {type(data).__name__}, expected a dict.")
+    return data
+
+
+def write_weight_pickle(model: dict[str, np.ndarray], path: str | Path) -> None:
+    """Write `{"model": ..., "__author__": "densebench", "matching_heuristics": True}` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": model, "__author__": "densebench", "matching_heuristics": True}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(payload, f, protocol=4)  # readable by numpy 1 and 2
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,90 @@
+"""Config rewrites that depend on where the run happens: device, SyncBN fallback, linear LR scaling.
+
+Each rewrite is applied once, before the model is built and before `config.yaml` is dumped, and logged,
+so the dumped config is what actually ran.
+"""
+
+import logging
+import os
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_SYNC_NORMS = ("SyncBN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N")
+
+
+def select_device(cfg) -> None:
+    """MODEL.DEVICE cpu when CUDA is absent; on CPU use OMP_NUM_THREADS (else every core) for torch."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.info("No CUDA device: MODEL.DEVICE cuda -> cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.DEVICE == "cpu":
+        threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        logger.info(f"CPU run: torch uses {threads} threads (set OMP_NUM_THREADS to change)")
+
+
+def sync_norm_keys(node, prefix: str = "") -> list[str]:
+    """Full names of every `*.NORM` config key whose value is a synchronised BatchNorm."""
+    found = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            found += sync_norm_keys(value, name + ".")
+        elif key == "NORM" and value in _SYNC_NORMS:
+            found.append(name)
+    return found
+
+
+def fall_back_to_bn(cfg, world_size: int) -> list[str]:
+    """On one process SyncBN has nothing to synchronise (and needs a process group): use BN instead.
+
+    Returns the rewritten keys; logs one message naming them."""
+    if world_size > 1:
+        return []
+    keys = sync_norm_keys(cfg)
+    for name in keys:
+        node = cfg
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = "BN"
+    if keys:
+        logger.warning(
+            f"Single process: SyncBN -> BN for {', '.join(keys)} (statistics of one process's batch of "
+            f"{cfg.SOLVER.IMS_PER_BATCH} images; the protocol's SyncBN normalises over the whole batch)."
+        )
+    return keys
+
+
+def scale_learning_rate(cfg) -> dict:
+    """Linear scaling rule (Goyal et al., 2017): BASE_LR * IMS_PER_BATCH / TRANSFER.REFERENCE_IMS_PER_BATCH.
+
+    Rewrites SOLVER.BASE_LR and sets the reference to the batch used, so the dumped config does not scale
+    again; returns the record stored in metrics.json.
+    """
+    reference, batch, base_lr = (
+        cfg.TRANSFER.REFERENCE_IMS_PER_BATCH,
+        cfg.SOLVER.IMS_PER_BATCH,
+        cfg.SOLVER.BASE_LR,
+    )
+    record = {
+        "rule": "none",
+        "reference_ims_per_batch": reference,
+        "ims_per_batch": batch,
+        "configured_base_lr": base_lr,
+        "base_lr": base_lr,
+    }
+    if reference > 0 and batch != reference:
+        cfg.SOLVER.BASE_LR = base_lr * batch / reference
+        cfg.TRANSFER.REFERENCE_IMS_PER_BATCH = batch
+        record.update(
+            rule="linear: base_lr * ims_per_batch / reference_ims_per_batch", base_lr=cfg.SOLVER.BASE_LR
+        )
+        logger.warning(
+            f"Linear LR scaling: SOLVER.IMS_PER_BATCH {batch} != reference {reference}, "
+            f"SOLVER.BASE_LR {base_lr:g} -> {cfg.SOLVER.BASE_LR:g} (set TRANSFER.REFERENCE_IMS_PER_BATCH 0 "
+            "to turn the scaling off)"
+        )
+    return record

@@ -1,0 +1,203 @@
+"""Fine-tune and evaluate a (converted) ResNet in Detectron2 on one benchmark task.
+
+`python -m transfer.train_net --config-file transfer/configs/<name>.yaml [--num-gpus N --num-machines M
+--machine-rank R --dist-url U --resume --eval-only] [KEY VALUE ...]`
+
+Datasets are read from $DETECTRON2_DATASETS, which must be set before this process starts. Writes
+`OUTPUT_DIR/config.yaml` (the config that ran, after the device, SyncBN and LR-scaling rewrites),
+`OUTPUT_DIR/metrics.json` (shared interface 4) only once the run finished, and Detectron2's
+per-iteration event stream to `OUTPUT_DIR/train_events.jsonl`. Bad input: one `error:` paragraph, exit 2.
+"""
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.projects.deeplab import build_lr_scheduler as build_poly_aware_lr_scheduler
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from detectron2.utils.logger import setup_logger
+
+import transfer.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm, the dilated ResNet, FCNHead, segmentor)
+from transfer.config import add_transfer_config
+from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
+from transfer.errors import TransferError
+from transfer.runtime import fall_back_to_bn, scale_learning_rate, select_device
+from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, task_metrics
+from transfer.weights import resolve_weights
+
+logger = logging.getLogger("transfer.train_net")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with the task's evaluator, the sem-seg mapper and the poly LR schedule."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        return build_task_evaluator(cfg.TRANSFER.TASK, dataset_name, output_folder)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if cfg.TRANSFER.TASK in SEM_SEG_TASKS:
+            return build_detection_train_loader(cfg, mapper=SemSegDatasetMapper(cfg, is_train=True))
+        return super().build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        if cfg.TRANSFER.TASK in SEM_SEG_TASKS:
+            return build_detection_test_loader(
+                cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False)
+            )
+        return super().build_test_loader(cfg, dataset_name)
+
+    def build_writers(self):
+        """Detectron2's writers, but the event stream goes to train_events.jsonl: OUTPUT_DIR/metrics.json
+        is the final result (shared interface 4) and must not exist before the run finished."""
+        return [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "train_events.jsonl")),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR),
+        ]
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_poly_aware_lr_scheduler(cfg, optimizer)  # WarmupPolyLR, else Detectron2's schedulers
+
+
+def build_cfg(args):
+    """Defaults + add_transfer_config + --config-file + KEY VALUE overrides (not frozen)."""
+    if not args.config_file:
+        raise TransferError("--config-file is required, e.g. transfer/configs/pascal_voc_R_50_C4_24k.yaml.")
+    if not Path(args.config_file).is_file():
+        raise TransferError(
+            f"Config file {args.config_file} does not exist; see transfer/configs/ for the names."
+        )
+    cfg = get_cfg()
+    add_transfer_config(cfg)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise TransferError(
+            f"Bad config {args.config_file} or override {args.opts}: {exc}. Keys must exist in Detectron2's "
+            "defaults or transfer/config.py and values must keep the default's type."
+        ) from exc
+    check_task(cfg.TRANSFER.TASK)
+    return cfg
+
+
+def prepare(args) -> None:
+    """Checks run once in the launching process: config, datasets on disk, MODEL.WEIGHTS.
+
+    Resolves MODEL.WEIGHTS (a raw checkpoint is converted) into args.opts; raises TransferError."""
+    cfg = build_cfg(args)
+    args.weights_given = cfg.MODEL.WEIGHTS
+    if not (args.resume and Path(cfg.OUTPUT_DIR, "last_checkpoint").is_file()):  # else MODEL.WEIGHTS unused
+        weights, note = resolve_weights(cfg.MODEL.WEIGHTS, cfg.MODEL.RESNETS.DEPTH, cfg.OUTPUT_DIR)
+        if note:
+            print(note)
+        args.opts = [*args.opts, "MODEL.WEIGHTS", weights]
+    check_datasets(list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN)))
+
+
+def setup(args):
+    """Final config of this process: rewrites for device/world size/batch, logged, dumped, frozen."""
+    cfg = build_cfg(args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="transfer")
+    select_device(cfg)
+    fall_back_to_bn(cfg, comm.get_world_size())
+    lr_scaling = scale_learning_rate(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)  # logging, config.yaml dump, seeding
+    return cfg, lr_scaling
+
+
+def write_metrics(cfg, args, metrics: dict, iters: int, wall_s: float, lr_scaling: dict) -> Path:
+    """OUTPUT_DIR/metrics.json (shared interface 4), written atomically."""
+    record = {
+        "task": cfg.TRANSFER.TASK,
+        "metrics": metrics,
+        "iters": iters,
+        "wall_s": round(wall_s, 3),
+        "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH,
+        "base_lr": cfg.SOLVER.BASE_LR,
+        "weights": args.weights_given,
+        "config_file": args.config_file,
+        "lr_scaling": lr_scaling,
+        "eval_only": bool(args.eval_only),
+    }
+    path = Path(cfg.OUTPUT_DIR) / "metrics.json"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)
+    logger.info(f"Wrote {path}: {metrics}")
+    return path
+
+
+def main(args):
+    cfg, lr_scaling = setup(args)
+    if comm.is_main_process():  # a metrics.json present means "this run finished"
+        Path(cfg.OUTPUT_DIR, "metrics.json").unlink(missing_ok=True)
+    start = time.perf_counter()
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results, iters = Trainer.test(cfg, model), 0
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        if args.resume and trainer.checkpointer.has_checkpoint():
+            logger.info(
+                f"Resumed from {trainer.checkpointer.get_checkpoint_file()} (model, optimizer, scheduler): "
+                f"continuing at iteration {trainer.start_iter} of {cfg.SOLVER.MAX_ITER}; MODEL.WEIGHTS unused"
+            )
+        elif args.resume:
+            logger.info(
+                f"--resume: no checkpoint in {cfg.OUTPUT_DIR}, starting from MODEL.WEIGHTS at iteration 0"
+            )
+        trainer.train()
+        results, iters = trainer._last_eval_results, cfg.SOLVER.MAX_ITER  # set by the final EvalHook
+    if comm.is_main_process():
+        write_metrics(
+            cfg,
+            args,
+            task_metrics(cfg.TRANSFER.TASK, results),
+            iters,
+            time.perf_counter() - start,
+            lr_scaling,
+        )
+    return results
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = default_argument_parser().parse_args(argv)
+    try:
+        prepare(args)
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except TransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
