@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= tiny
-JOBS ?= 1
+JOBS ?= 2
 
 .PHONY: setup test test-fast reproduce smoke lint format clean-output
 

@@ -1,0 +1,84 @@
+"""The whole chain on the `smoke` profile, the way a user runs it: `python -m benchmarks reproduce`.
+
+One real run is interrupted once a fine-tuning cell has finished, then run again: the second run must
+finish every cell without recomputing the ones the first run completed (issue: resumable reproduce).
+"""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reproduce_cmd(out: Path, data_root: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--jobs",
+        "2",
+        "--set",
+        f"output_dir={out / 'output'}",
+        f"results_dir={out / 'results'}",
+        f"data.root={data_root}",
+    ]
+
+
+def _finished_cells(out: Path) -> dict[Path, int]:
+    """metrics.json of every finished fine-tuning cell -> its modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for p in (out / "output").rglob("metrics.json")}
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_interrupted_then_resumed(synthetic_root, tmp_path):
+    cmd = _reproduce_cmd(tmp_path, synthetic_root)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while not _finished_cells(tmp_path) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first.poll() is None, "reproduce ended before any cell finished: nothing was interrupted"
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=60) != 0, "an interrupted reproduce must not exit 0"
+    done_before = _finished_cells(tmp_path)
+    assert done_before, "the interrupted run left no finished cell"
+
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+
+    done_after = _finished_cells(tmp_path)
+    for path, mtime in done_before.items():
+        assert done_after[path] == mtime, f"{path} was recomputed after the resume"
+
+    results = pd.read_csv(tmp_path / "results" / "results.csv")
+    expected = {
+        "voc_det": {"AP", "AP50", "AP75"},
+        "coco_det_inst": {"APb", "APb50", "APb75", "APm", "APm50", "APm75"},
+        "voc_sem_seg": {"mIoU"},
+        "cityscapes_sem_seg": {"mIoU"},
+    }
+    for task, metrics in expected.items():
+        rows = results[results.task == task]
+        assert metrics <= set(rows.metric), f"{task}: missing metrics {metrics - set(rows.metric)}"
+        assert all(math.isfinite(v) for v in rows.value), f"{task}: non-finite values"
+    table1 = results[results.task == "voc_det"]
+    assert set(table1.init) >= {"random", "supervised", "mocov2", "densecl"}
+    for name in ("table1", "table2", "table3"):
+        for ext in ("csv", "md", "png"):
+            assert (tmp_path / "results" / f"{name}.{ext}").stat().st_size > 0
+
+    third = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0
+    assert _finished_cells(tmp_path) == done_after, "a finished run re-ran cells"
