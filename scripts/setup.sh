@@ -32,13 +32,13 @@ else
 fi
 
 "$VENV/bin/python" - <<'PY'
-import importlib
+import importlib.metadata
 import detectron2, torch, torchvision, fvcore, pycocotools, cityscapesscripts, pandas, numpy
 from detectron2.modeling import build_model  # noqa: F401  (import smoke check)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator  # noqa: F401
-for m in ("torch", "torchvision", "detectron2", "numpy", "pandas", "fvcore", "pycocotools"):
-    mod = importlib.import_module(m)
-    print(f"setup: {m:12s} {getattr(mod, '__version__', '?')}")
+for dist in ("torch", "torchvision", "numpy", "pandas", "fvcore", "pycocotools", "cityscapesscripts"):
+    print(f"setup: {dist:17s} {importlib.metadata.version(dist)}")
+print(f"setup: {'detectron2':17s} {detectron2.__version__} ({detectron2.__file__})")
 print(f"setup: cuda available: {torch.cuda.is_available()}")
 PY
 echo "$want" > "$STAMP"
