@@ -2,11 +2,12 @@
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+
+from .checkpoint import write_text_atomic
 
 METRICS = "metrics.jsonl"
 
@@ -36,9 +37,7 @@ def drop_records_after(path: Path, iteration: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() and json.loads(line)["iter"] <= iteration]
     if len(kept) != len(lines):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(kept))
 
 
 class Monitor:

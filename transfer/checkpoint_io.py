@@ -8,8 +8,9 @@ numpy arrays and plain containers.
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -89,16 +90,21 @@ def load_weight_pickle(path: str | Path) -> dict:
     return data
 
 
-def write_weight_pickle(model: dict[str, np.ndarray], path: str | Path) -> None:
-    """Write `{"model": ..., "__author__": "densebench", "matching_heuristics": True}` atomically."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path` (removed on error)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"model": model, "__author__": "densebench", "matching_heuristics": True}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f, protocol=4)  # readable by numpy 1 and 2
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_weight_pickle(model: dict[str, np.ndarray], path: str | Path) -> None:
+    """Write `{"model": ..., "__author__": "densebench", "matching_heuristics": True}` atomically."""
+    payload = {"model": model, "__author__": "densebench", "matching_heuristics": True}
+    write_atomic(path, lambda f: pickle.dump(payload, f, protocol=4))  # readable by numpy 1 and 2

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from detectron2.utils.logger import setup_logger
 
 import transfer.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm, the dilated ResNet, FCNHead, segmentor)
+from transfer.checkpoint_io import write_atomic
 from transfer.config import add_transfer_config
 from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
 from transfer.errors import TransferError
@@ -136,10 +136,7 @@ def write_metrics(cfg, args, metrics: dict, iters: int, wall_s: float, lr_scalin
         "eval_only": bool(args.eval_only),
     }
     path = Path(cfg.OUTPUT_DIR) / "metrics.json"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(json.dumps(record, indent=2).encode()))
     logger.info(f"Wrote {path}: {metrics}")
     return path
 

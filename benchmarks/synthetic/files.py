@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from benchmarks.atomic import atomic_write_text
 
 JPEG_QUALITY = 90
 
@@ -45,14 +45,5 @@ def write_lines(path: Path, lines: list[str]) -> None:
 
 
 def write_json_atomic(path: Path, obj: object, indent: int | None = None) -> None:
-    """Dump JSON to a temp file in the same directory, then os.replace it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Dump JSON (keys in insertion order, trailing newline) atomically onto `path`."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
