@@ -26,6 +26,9 @@ _C.MODEL.DENSECL = CN()
 _C.MODEL.DENSECL.LAMBDA = 0.5  # weight of the dense loss: (1 - lambda) * global + lambda * dense
 _C.MODEL.DENSECL.GRID_SIZE = 7  # S, the dense grid is S x S (7 = native C5 size at 224 px)
 _C.MODEL.DENSECL.LAMBDA_WARMUP_ITERS = 0  # lambda held at 0 for this many iterations (paper option)
+# positive key cell per query cell: "feature" = argmax cosine of backbone features (paper Sec. 3.3) |
+# "geometry" = the key cell showing the same image point, through the known crops and flips (ablation)
+_C.MODEL.DENSECL.MATCHING = "feature"
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # dataset root in Detectron2 layout; "" = $DETECTRON2_DATASETS, else ./datasets

@@ -3,6 +3,8 @@
 Two-crop MoCo-v2 augmentation (Chen et al., arXiv 2003.04297, Sec. 3; the DenseCL paper uses the same):
 each view independently gets RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) w.p. 0.8,
 grayscale w.p. 0.2, Gaussian blur sigma U(0.1, 2) w.p. 0.5, horizontal flip, mean/std normalisation.
+Each view can also report where it came from (crop box in image pixels and flip flag), which DenseCL's
+geometric-correspondence ablation (MODEL.DENSECL.MATCHING geometry) needs to pair grid cells.
 """
 
 from pathlib import Path
@@ -12,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import functional as TF
 
 from .config import dataset_root
 from .errors import PretrainError
@@ -40,20 +43,52 @@ def blur_kernel_size(image_size: int, fraction: float) -> int:
     return k if k % 2 else k + 1
 
 
-def mocov2_view_transform(cfg) -> T.Compose:
+VIEW_PARAMS = ("x0", "y0", "x1", "y1", "flipped")  # one view's params: crop box in image pixels, flip flag
+
+
+class MoCoV2View:
+    """One randomly augmented MoCo-v2 view; `sample` also returns the crop box and flip flag it drew.
+
+    The steps and random draws are exactly those of the torchvision pipeline RandomResizedCrop ->
+    RandomApply(ColorJitter) -> RandomGrayscale -> RandomApply(GaussianBlur) -> RandomHorizontalFlip ->
+    ToTensor -> Normalize (the crop is sampled by T.RandomResizedCrop.get_params), so a seed gives the
+    same view as that pipeline. The box (x0, y0, x1, y1) is in continuous pixel coordinates of the
+    original image: view coordinate u in [0, 1] (before the flip) shows image x = x0 + u * (x1 - x0).
+    """
+
+    def __init__(self, size: int, blur_kernel: int, mean: list[float], std: list[float]):
+        self.crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
+        self.photometric = T.Compose(
+            [
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomApply([T.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=0.5),
+            ]
+        )
+        self.flip_p = 0.5
+        self.to_tensor = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+
+    def sample(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """(view (3, S, S), params (5,) = VIEW_PARAMS as float32)."""
+        c = self.crop
+        top, left, height, width = c.get_params(img, c.scale, c.ratio)
+        view = TF.resized_crop(img, top, left, height, width, c.size, c.interpolation, antialias=c.antialias)
+        view = self.photometric(view)
+        flipped = bool(torch.rand(1) < self.flip_p)
+        if flipped:
+            view = TF.hflip(view)
+        params = torch.tensor([left, top, left + width, top + height, float(flipped)], dtype=torch.float32)
+        return self.to_tensor(view), params
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.sample(img)[0]
+
+
+def mocov2_view_transform(cfg) -> MoCoV2View:
     """One randomly augmented view (the MoCo-v2 recipe), as a normalised (3, S, S) tensor."""
     size = cfg.DATA.IMAGE_SIZE
-    kernel = blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION)
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=(0.2, 1.0)),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(cfg.DATA.MEAN, cfg.DATA.STD),
-        ]
+    return MoCoV2View(
+        size, blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION), cfg.DATA.MEAN, cfg.DATA.STD
     )
 
 
@@ -70,13 +105,23 @@ def supervised_transform(cfg) -> T.Compose:
 
 
 class TwoCropsTransform:
-    """Two independent draws of the same view transform: (query view, key view)."""
+    """Two independent draws of the same view transform: (query view, key view).
 
-    def __init__(self, view_transform):
+    With `with_params` (needs a view transform with `sample`, e.g. MoCoV2View) it returns
+    (query view, key view, view_params) where view_params (2, 5) holds VIEW_PARAMS of the query (row 0)
+    and the key (row 1); the default collate stacks them to (N, 2, 5).
+    """
+
+    def __init__(self, view_transform, with_params: bool = False):
         self.view_transform = view_transform
+        self.with_params = with_params
 
     def __call__(self, img):
-        return self.view_transform(img), self.view_transform(img)
+        if not self.with_params:
+            return self.view_transform(img), self.view_transform(img)
+        view_q, params_q = self.view_transform.sample(img)
+        view_k, params_k = self.view_transform.sample(img)
+        return view_q, view_k, torch.stack([params_q, params_k])  # (3, S, S), (3, S, S), (2, 5)
 
 
 def _is_image(path: Path) -> bool:
@@ -141,8 +186,17 @@ def list_samples(cfg) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes
 
 
+def returns_view_params(cfg) -> bool:
+    """True when the two-crop items carry view_params: DenseCL with MODEL.DENSECL.MATCHING geometry."""
+    return cfg.MODEL.METHOD == "densecl" and cfg.MODEL.DENSECL.MATCHING == "geometry"
+
+
 def build_dataset(cfg) -> ImageListDataset:
-    """Two-crop dataset for densecl/mocov2 (items: view_q, view_k, label); (image, label) for supervised."""
+    """Two-crop dataset for densecl/mocov2, (image, label) items for supervised.
+
+    Two-crop items are (view_q, view_k, label), or (view_q, view_k, view_params (2, 5), label) when
+    `returns_view_params(cfg)`.
+    """
     samples, classes = list_samples(cfg)
     if cfg.MODEL.METHOD == "supervised":
         if cfg.DATA.DATASET != "imagenet":
@@ -151,7 +205,8 @@ def build_dataset(cfg) -> ImageListDataset:
                 "set DATA.DATASET imagenet (class folders under <root>/imagenet/train)."
             )
         return ImageListDataset(samples, supervised_transform(cfg), classes)
-    return ImageListDataset(samples, TwoCropsTransform(mocov2_view_transform(cfg)), classes)
+    two_crops = TwoCropsTransform(mocov2_view_transform(cfg), with_params=returns_view_params(cfg))
+    return ImageListDataset(samples, two_crops, classes)
 
 
 class ResumableDistributedSampler(Sampler[tuple[int, int]]):

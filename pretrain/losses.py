@@ -3,7 +3,8 @@
 InfoNCE follows MoCo (He et al., CVPR 2020, Eq. 1; MoCo-v2 arXiv 2003.04297): one positive at index 0
 of the logits, negatives from a queue. The dense variant and the correspondence rule follow DenseCL
 (Wang et al., CVPR 2021, Sec. 3.2-3.3, Eq. 2-3): positives are matched by cosine similarity of backbone
-features, every position of the S x S grid is one InfoNCE term.
+features, every position of the S x S grid is one InfoNCE term. `match_geometric` is the ablation that
+pairs positions through the known crop/flip of the two views instead of by feature similarity.
 """
 
 import torch
@@ -39,6 +40,51 @@ def match_dense(q_feat: torch.Tensor, k_feat: torch.Tensor) -> torch.Tensor:
     k = F.normalize(_flatten_positions(k_feat).float(), dim=1)  # (N, C, Pk)
     similarity = torch.einsum("ncp,ncr->npr", q, k)  # (N, Pq, Pk)
     return similarity.argmax(dim=2)
+
+
+def _check_boxes(boxes: torch.Tensor, name: str) -> None:
+    if boxes.dim() != 2 or boxes.shape[1] != 5:
+        raise ValueError(f"{name} must be (N, 5) = (x0, y0, x1, y1, flipped), got shape {tuple(boxes.shape)}")
+    empty = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().flatten()
+    if empty.numel():
+        first = int(empty[0])
+        raise ValueError(
+            f"{name} has {empty.numel()} empty crop box(es) (needs x1 > x0 and y1 > y0), "
+            f"e.g. row {first}: {boxes[first].tolist()}"
+        )
+
+
+def match_geometric(q_boxes: torch.Tensor, k_boxes: torch.Tensor, grid_q: int, grid_k: int) -> torch.Tensor:
+    """Key cell that sees the same image point as each query cell centre (geometric DenseCL ablation).
+
+    Replaces the feature argmax of DenseCL Sec. 3.3 by the known geometry of the two views. q_boxes,
+    k_boxes: (N, 5) per view (x0, y0, x1, y1, flipped), the crop box in original-image pixels and the
+    horizontal-flip flag (pretrain.data.VIEW_PARAMS). The centre of query cell (i, j) of the
+    grid_q x grid_q grid, at view coordinates ((j + 0.5) / grid_q, (i + 0.5) / grid_q), is un-flipped,
+    mapped to image coordinates through the query box, then into the key view through the key box and
+    flipped if the key view was. Its key cell is (floor(v * grid_k), floor(u * grid_k)), each clamped to
+    [0, grid_k - 1]: a point outside the key crop (the views need not overlap) is paired with the nearest
+    key cell on the crop border. Returns a LongTensor (N, grid_q * grid_q) of row-major key cell indices.
+    The cells are those of DenseHead's adaptive-pooled grid: cell i spans [i / S, (i + 1) / S) of the view
+    exactly when S divides the C5 size, approximately otherwise.
+    """
+    _check_boxes(q_boxes, "q_boxes")
+    _check_boxes(k_boxes, "k_boxes")
+    if k_boxes.shape != q_boxes.shape:
+        raise ValueError(f"q_boxes {tuple(q_boxes.shape)} and k_boxes {tuple(k_boxes.shape)} differ in shape")
+    q, k = q_boxes.float(), k_boxes.float()
+    centres = (torch.arange(grid_q, device=q.device, dtype=torch.float32) + 0.5) / grid_q  # (Sq,)
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    u, v = u.reshape(1, -1), v.reshape(1, -1)  # (1, Sq*Sq) query view coordinates, row-major
+    u = torch.where(q[:, 4:5] > 0.5, 1.0 - u, u)  # (N, Sq*Sq) before the query flip
+    x = q[:, 0:1] + u * (q[:, 2:3] - q[:, 0:1])  # (N, Sq*Sq) image coordinates
+    y = q[:, 1:2] + v * (q[:, 3:4] - q[:, 1:2])  # (N, Sq*Sq)
+    u_k = (x - k[:, 0:1]) / (k[:, 2:3] - k[:, 0:1])  # (N, Sq*Sq) key view coordinates before its flip
+    v_k = (y - k[:, 1:2]) / (k[:, 3:4] - k[:, 1:2])  # (N, Sq*Sq)
+    u_k = torch.where(k[:, 4:5] > 0.5, 1.0 - u_k, u_k)
+    col = (u_k * grid_k).floor().clamp(0, grid_k - 1).long()  # (N, Sq*Sq)
+    row = (v_k * grid_k).floor().clamp(0, grid_k - 1).long()  # (N, Sq*Sq)
+    return row * grid_k + col
 
 
 def dense_info_nce(

@@ -20,7 +20,8 @@ class MomentumContrast(nn.Module, ABC):
     """Query encoder `encoder_q`, momentum key encoder `encoder_k`, and `queue_<name>` FeatureQueues.
 
     Subclasses set QUEUE_SOURCES = {queue attribute: key output name}; after each step the gathered
-    key outputs are enqueued. `forward(view_q, view_k)` returns the hook's losses plus `loss`, the total.
+    key outputs are enqueued. `forward(view_q, view_k)` returns the hook's losses plus `loss`, the total;
+    extra per-sample batch tensors given as keywords (DenseCL's `view_params`) go on to the hook.
     """
 
     QUEUE_SOURCES: ClassVar[dict[str, str]] = {}
@@ -73,12 +74,14 @@ class MomentumContrast(nn.Module, ABC):
         keys.pop("c5")  # the raw key C5 map is used by no loss: do not gather it across processes
         return {name: dist.batch_unshuffle(t, idx_unshuffle) for name, t in keys.items()}
 
-    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, view_q: torch.Tensor, view_k: torch.Tensor, **batch_extras: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         query = self.encoder_q(view_q)
         if self.training:
             self.momentum_update()
         keys = self.encode_keys(view_k)
-        losses = self.compute_losses(query, keys)
+        losses = self.compute_losses(query, keys, **batch_extras)
         if self.training:
             for queue_name, source in self.QUEUE_SOURCES.items():
                 getattr(self, queue_name).enqueue(dist.all_gather(keys[source].detach()))
