@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint, dist
-from .data import ResumableDistributedSampler, build_dataset
+from .data import ResumableDistributedSampler, build_dataset, returns_view_params
 from .errors import PretrainError
 from .methods import build_model
 from .monitor import Monitor, setup_logging
@@ -212,8 +212,11 @@ class Trainer:
             group["lr"] = lr
         dist.unwrap(self.ddp_model).set_iteration(iteration)
         inputs = self._to_device(batch if self.cfg.MODEL.METHOD == "supervised" else batch[:2])
+        extras = {}
+        if returns_view_params(self.cfg):  # batch = (view_q, view_k, view_params (N, 2, 5), label)
+            extras["view_params"] = batch[2].to(self.device, non_blocking=True)
         with self._autocast():
-            losses = self.ddp_model(*inputs)
+            losses = self.ddp_model(*inputs, **extras)
         values = {k: v.item() for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             raise PretrainError(
@@ -244,9 +247,9 @@ class Trainer:
                     data_time = time.perf_counter() - tic
                     values = self.step(batch, iteration)
                     iteration += 1
-                    monitor.step(values["loss"])
+                    monitor.step(values)
                     if iteration % cfg.SOLVER.LOG_PERIOD == 0 or iteration in (1, self.max_iter):
-                        values = dist.all_reduce_mean(values)
+                        values = dist.all_reduce_mean({**monitor.window_mean(), "lr": values["lr"]})
                         record = {"iter": iteration, "epoch": iteration / self.iters_per_epoch, **values}
                         monitor.write({**record, "time": time.perf_counter() - tic, "data_time": data_time})
                     if iteration % self.iters_per_epoch == 0:

@@ -41,10 +41,16 @@ def drop_records_after(path: Path, iteration: int) -> None:
 
 
 class Monitor:
-    """Writes one record per logged iteration; a no-op on processes other than rank 0."""
+    """Writes one record per logged iteration; a no-op on processes other than rank 0.
+
+    Losses are noisy from one step to the next (each batch draws new crops), so a record holds the mean of
+    every value over the steps since the previous record (Detectron2 logs smoothed values the same way):
+    a curve of window means shows whether training makes progress, single steps do not.
+    """
 
     def __init__(self, out_dir: Path, is_main: bool, start_iter: int, max_iter: int):
         self.enabled = is_main
+        self.window: dict[str, list[float]] = {}
         if not is_main:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -54,10 +60,19 @@ class Monitor:
         self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_iter + 1)
         self.bar = tqdm(total=max_iter, initial=start_iter, desc="pretrain", unit="it", dynamic_ncols=True)
 
-    def step(self, loss: float) -> None:
+    def step(self, values: dict[str, float]) -> None:
+        """One optimisation step's values (losses, lr), accumulated until the next `window_mean`."""
+        for key, value in values.items():
+            self.window.setdefault(key, []).append(value)
         if self.enabled:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}")
+            self.bar.set_postfix(loss=f"{values['loss']:.4f}")
+
+    def window_mean(self) -> dict[str, float]:
+        """Mean of every value over the steps since the last call; starts a new window."""
+        means = {key: sum(v) / len(v) for key, v in self.window.items()}
+        self.window = {}
+        return means
 
     def write(self, record: dict) -> None:
         if not self.enabled:

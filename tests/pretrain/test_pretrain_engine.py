@@ -11,9 +11,11 @@ from pretrain import checkpoint
 from pretrain.config import load_cfg
 from pretrain.engine import Trainer, learning_rate
 from pretrain.errors import PretrainError
-from pretrain.monitor import drop_records_after
+from pretrain.monitor import Monitor, drop_records_after
 
-CONFIGS = sorted((Path(__file__).parents[2] / "pretrain" / "configs").glob("*.yaml"))
+# pretraining recipes; linear_*.yaml are linear-probe configs (pretrain.linear_eval, own schema and tests)
+CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "pretrain" / "configs").glob("*.yaml")
+                 if not p.name.startswith("linear_"))  # fmt: skip
 
 
 def run_cfg(root, out, method="densecl", **overrides):
@@ -162,3 +164,13 @@ def test_cuda_amp_channels_last(tiny_root, tmp_path):
     assert trainer.amp_dtype == torch.bfloat16
     trainer.train()
     assert torch.load(tmp_path / "gpu" / "model_final.pth", weights_only=True)["meta"]["iters"] == 2
+
+
+def test_monitor_logs_the_mean_over_each_window(tmp_path):
+    monitor = Monitor(tmp_path, is_main=True, start_iter=0, max_iter=4)
+    for loss in (1.0, 3.0, 8.0):
+        monitor.step({"loss": loss, "lr": 0.1})
+    assert monitor.window_mean() == {"loss": 4.0, "lr": pytest.approx(0.1)}
+    monitor.step({"loss": 2.0, "lr": 0.1})
+    assert monitor.window_mean()["loss"] == 2.0  # a new window starts after each record
+    monitor.close()
