@@ -68,3 +68,27 @@ def torchvision_to_detectron2(key: str) -> str:
     rest = re.sub(r"^downsample\.0\.", "shortcut.", rest)
     rest = re.sub(r"^downsample\.1\.", "shortcut.norm.", rest)
     return f"res{stage + 1}.{block}.{rest}"
+
+
+_D2_STAGE = re.compile(r"^res([2-5])\.(\d+)\.")
+
+
+def detectron2_to_torchvision(key: str) -> str:
+    """The inverse of `torchvision_to_detectron2`: one prefix-free Detectron2 ResNet key to torchvision.
+
+    `stem.conv1.norm.*` -> `bn1.*`, `res3.0.conv3.norm.running_var` -> `layer2.0.bn3.running_var`,
+    `res2.0.shortcut.weight` -> `layer1.0.downsample.0.weight`, `shortcut.norm.*` -> `downsample.1.*`.
+    """
+    if key.startswith("stem.conv1.norm."):
+        return "bn1." + key[len("stem.conv1.norm.") :]
+    if key.startswith("stem.conv1."):
+        return key[len("stem.") :]
+    match = _D2_STAGE.match(key)
+    if match is None:
+        raise KeyError(f"not a Detectron2 ResNet backbone key: {key!r}")
+    stage, block = int(match.group(1)), match.group(2)
+    rest = key[match.end() :]
+    rest = re.sub(r"^conv(\d)\.norm\.", r"bn\1.", rest)
+    rest = re.sub(r"^shortcut\.norm\.", "downsample.1.", rest)
+    rest = re.sub(r"^shortcut\.", "downsample.0.", rest)
+    return f"layer{stage - 1}.{block}.{rest}"

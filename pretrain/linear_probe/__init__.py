@@ -1,0 +1,1 @@
+"""Linear-probe and kNN classification of a frozen ResNet backbone (`python -m pretrain.linear_eval`)."""
