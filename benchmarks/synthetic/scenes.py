@@ -155,10 +155,12 @@ def random_scene(
     sizes: tuple[tuple[int, int], ...],
     n_objects: tuple[int, int],
     n_classes: int,
+    radii: tuple[float, float] = (0.15, 0.6),
 ) -> Scene:
     """A scene-centric image (COCO, VOC): a size from `sizes`, n_objects[0]..n_objects[1] objects of
-    uniformly drawn classes, radii 0.15..0.6 of half the short side, 8 clutter shapes, 0-2 occluders."""
+    uniformly drawn classes, radii in `radii` (fractions of half the short side), 8 clutter shapes, 0-2
+    occluders."""
     width, height = sizes[int(rng.integers(len(sizes)))]
     count = int(rng.integers(n_objects[0], n_objects[1] + 1))
-    specs = [ObjectSpec(int(rng.integers(n_classes)), (0.15, 0.6)) for _ in range(count)]
+    specs = [ObjectSpec(int(rng.integers(n_classes)), radii) for _ in range(count)]
     return compose_scene(rng, width, height, specs, clutter=8, occluders=int(rng.integers(0, 3)))

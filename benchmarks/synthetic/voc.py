@@ -97,9 +97,11 @@ def _write_image(voc_dir: Path, image_id: str, scene: Scene, segmented: bool) ->
 
 
 def _scene(seed: int, year: str, index: int, profile: SyntheticProfile) -> Scene:
-    """A VOC-like scene: 1-4 objects (real VOC averages 2.4 per image)."""
+    """A VOC-like scene: 1-4 objects (real VOC averages 2.4 per image), larger than COCO's (radii 0.3-0.9
+    of half the short side instead of 0.15-0.6): VOC objects are big, and with COCO-sized ones the
+    segmentation masks are ~88% background, which a 80-iteration FCN never gets past."""
     rng = image_rng(seed, year, 0, index)
-    return random_scene(rng, profile.scene_sizes, (1, 4), len(VOC_CLASS_NAMES))
+    return random_scene(rng, profile.scene_sizes, (1, 4), len(VOC_CLASS_NAMES), radii=(0.3, 0.9))
 
 
 def write_voc2007(root: Path, profile: SyntheticProfile, seed: int) -> dict[str, int]:
