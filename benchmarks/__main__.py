@@ -1,6 +1,9 @@
-"""`python -m benchmarks {reproduce,plan,report,make-data,check-data}`: Tables 1-3 in one command.
+"""`python -m benchmarks {reproduce,evaluate,plan,report,make-data,check-data}`: the tables in one command.
 
 reproduce   run the job graph of a profile (resumable), then write results/<profile>/
+            (--tables 1,2,3 by default; also table_linear, ablation_lambda, ablation_grid,
+            ablation_matching, or `ablations` for all three)
+evaluate    benchmark your own ResNet checkpoint as a new row next to the profile's rows and the paper's
 plan        print every job, its exact command and whether it is done (= reproduce --dry-run)
 report      rebuild results/<profile>/ from the cells that exist
 make-data   generate the synthetic datasets of a scaled profile
@@ -18,18 +21,13 @@ import time
 from pathlib import Path
 
 from benchmarks.atomic import atomic_write_json
+from benchmarks.custom_rows import CustomRows
 from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder, Job, Selection, build_graph, preflight
+from benchmarks.matrix import Matrix
 from benchmarks.profile import BenchmarkError, Profile, load_profile
 
 REFERENCE_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
 echo = functools.partial(print, flush=True)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,3; got {text!r}") from exc
 
 
 def _str_list(text: str) -> tuple[str, ...]:
@@ -55,10 +53,15 @@ def _selection(args: argparse.Namespace) -> Selection:
     return Selection(tables=args.tables, rows=args.rows, seeds=args.seeds)
 
 
-def _graph(args: argparse.Namespace, profile: Profile) -> list[Job]:
+def _matrix(profile: Profile) -> Matrix:
+    """The profile's rows and tables, with the custom rows registered by `evaluate`."""
+    return Matrix(profile, CustomRows(profile.output_dir).rows())
+
+
+def _graph(args: argparse.Namespace, profile: Profile, matrix: Matrix) -> list[Job]:
     requested = args.num_gpus if args.num_gpus is not None else profile.num_gpus
     commands = CommandBuilder(num_gpus=effective_gpus(requested, args.executor))
-    return build_graph(profile, _selection(args), commands)
+    return build_graph(profile, _selection(args), commands, matrix)
 
 
 def print_plan(profile: Profile, jobs: list[Job], problems: list[str]) -> None:
@@ -82,20 +85,77 @@ def print_plan(profile: Profile, jobs: list[Job], problems: list[str]) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.set)
-    print_plan(profile, _graph(args, profile), preflight(profile, _selection(args)))
+    matrix = _matrix(profile)
+    print_plan(profile, _graph(args, profile, matrix), preflight(profile, _selection(args), matrix))
     return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from benchmarks.executors import LocalExecutor, SlurmExecutor
-    from benchmarks.runner import Runner, StateFile
-
     profile = load_profile(args.profile, args.set)
-    jobs = _graph(args, profile)
-    problems = preflight(profile, _selection(args))
+    matrix = _matrix(profile)
+    jobs = _graph(args, profile, matrix)
+    problems = preflight(profile, _selection(args), matrix)
     if args.dry_run:
         print_plan(profile, jobs, problems)
         return 0
+    return _execute(args, profile, jobs, problems)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmarks.custom_rows import custom_row, sha256_of
+    from benchmarks.evaluate import checkpoint_depth, estimate
+    from benchmarks.experiments import ABLATIONS_BY_NAME
+    from benchmarks.runner import StateFile, now_iso
+
+    profile = load_profile(args.profile, args.set)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise BenchmarkError(
+            f"--checkpoint {checkpoint} is not a file; pass a ResNet checkpoint (.pth, .pth.tar, .ckpt: "
+            "ours, official DenseCL/MoCo releases, torchvision state dicts)."
+        )
+    ablations = [t for t in _selection(args).table_names if t in ABLATIONS_BY_NAME]
+    if ablations:
+        raise BenchmarkError(
+            f"--tables {','.join(ablations)}: ablation tables compare pretraining variants of DenseCL "
+            "(COCO), not user checkpoints; choose from 1,2,3,table_linear."
+        )
+    registry = CustomRows(profile.output_dir)
+    sha256, depth = sha256_of(checkpoint), checkpoint_depth(checkpoint)
+    replace = registry.check(args.name, checkpoint, sha256, set(Matrix(profile).rows), args.force)
+    record = {"checkpoint": str(checkpoint.resolve()), "depth": depth}
+    others = tuple(row for row in registry.rows() if row.key != args.name)
+    matrix = Matrix(profile, (*others, custom_row(args.name, record)))
+    args.rows = (args.name,)
+    echo(f"{args.name}: ResNet-{depth} checkpoint {checkpoint} (sha256 {sha256[:12]}...)")
+    if depth != profile.backbone_depth:
+        echo(
+            f"{args.name}: the {profile.name} profile fine-tunes R-{profile.backbone_depth}; this row's "
+            f"cells switch to R-{depth} (MODEL.RESNETS.DEPTH {depth}, RES2_OUT_CHANNELS "
+            f"{64 if depth < 50 else 256}; MODEL.ARCH resnet{depth} for linear_cls)"
+        )
+    if replace:
+        echo(f"--force: {args.name} now means this checkpoint; the old one's weights and cells are redone")
+    if not args.dry_run:
+        removed = registry.register(args.name, checkpoint, sha256, depth, now_iso(), replace)
+        for path in removed:
+            echo(f"  removed {path}")
+    jobs = _graph(args, profile, matrix)
+    state = StateFile(profile.output_dir / "state.json")
+    for line in estimate(jobs, state.jobs, depth, profile.backbone_depth, args.jobs):
+        echo(line)
+    problems = preflight(profile, _selection(args), matrix)
+    if args.dry_run:
+        print_plan(profile, jobs, problems)
+        return 0
+    return _execute(args, profile, jobs, problems)
+
+
+def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], problems: list[str]) -> int:
+    """Runs the graph (resumable), rebuilds the report, prints failures; exit code 0 iff all done."""
+    from benchmarks.executors import LocalExecutor, SlurmExecutor
+    from benchmarks.runner import Runner, StateFile
+
     if problems:
         raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
     if args.executor == "slurm":
@@ -127,14 +187,16 @@ def _report(profile: Profile) -> list[str]:
     from benchmarks.runner import StateFile, git_revision
 
     state = StateFile(profile.output_dir / "state.json")
-    long = collect(profile.name, profile.output_dir, state.jobs, git_revision())
+    matrix = _matrix(profile)
+    long = collect(profile.name, profile.output_dir, state.jobs, git_revision(), matrix.rows)
     if long.empty:
         echo(f"no finished cells under {profile.output_dir}; nothing to report")
         return []
     context = ReportContext(profile.name, profile.scaled, profile.description)
-    summary = build_report(long, read_reference(REFERENCE_CSV), profile.results_dir, context)
+    views = list(matrix.views.values())
+    summary = build_report(long, read_reference(REFERENCE_CSV), profile.results_dir, context, views)
     echo(
-        f"\nresults in {profile.results_dir}/ (results.csv, table*.csv|md|png)"
+        f"\nresults in {profile.results_dir}/ (results.csv, <table>.csv|md|png)"
         + (" - scaled profile: numbers not comparable to the paper" if profile.scaled else "")
     )
     for line in summary:
@@ -199,9 +261,23 @@ def _add_profile(parser: argparse.ArgumentParser, default: str | None = "tiny") 
     )
 
 
-def _add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tables", type=_int_list, default=(1, 2, 3), help="paper tables to run, e.g. 1,3")
-    parser.add_argument("--rows", type=_str_list, default=None, help="row keys, e.g. random,densecl_coco")
+def _add_rows(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rows",
+        type=_str_list,
+        default=None,
+        help="row keys, e.g. random,densecl_coco,densecl_coco_lambda0.3",
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser, tables: tuple[str, ...] = ("1", "2", "3")) -> None:
+    parser.add_argument(
+        "--tables",
+        type=_str_list,
+        default=tables,
+        help="paper table numbers and/or table names, e.g. 1,3 or 1,table_linear,ablation_lambda; "
+        f"`ablations` = all ablation tables (default: {','.join(tables)})",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="trials per cell (default: the profile's)")
     parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per job (default: the profile's)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
@@ -215,12 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser("reproduce", help="run Tables 1-3 for a profile (resumable)")
     _add_profile(reproduce)
     _add_selection(reproduce)
+    _add_rows(reproduce)
     reproduce.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
     reproduce.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     reproduce.set_defaults(func=cmd_reproduce)
+    evaluate = sub.add_parser("evaluate", help="benchmark your own ResNet checkpoint as a new row")
+    evaluate.add_argument("--checkpoint", required=True, help="ResNet checkpoint (.pth, .pth.tar, .ckpt)")
+    evaluate.add_argument("--name", required=True, help="row name: letters, digits, _ . - (e.g. byol_r50)")
+    evaluate.add_argument("--force", action="store_true", help="replace another checkpoint under --name")
+    _add_profile(evaluate)
+    _add_selection(evaluate, tables=("1", "2", "3", "table_linear"))
+    evaluate.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
+    evaluate.add_argument("--dry-run", action="store_true", help="print the plan and estimate, run nothing")
+    evaluate.set_defaults(func=cmd_evaluate, rows=None)
     plan = sub.add_parser("plan", help="print the job graph and what is done")
     _add_profile(plan)
     _add_selection(plan)
+    _add_rows(plan)
     plan.set_defaults(func=cmd_plan)
     report = sub.add_parser("report", help="rebuild results/<profile>/ from finished cells")
     _add_profile(report)

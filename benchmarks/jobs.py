@@ -2,19 +2,21 @@
 
 Every job is a subprocess command with an output marker: a job is done iff its marker exists
 (pretraining: model_final.pth; conversion: the .pkl; a cell: metrics.json). Pretraining runs are shared by
-every table. `CommandBuilder` is the seam that turns a step into a command line; tests swap it for one
-that writes marker files without training anything.
+every table. A cell (task, row, seed) lives under the directory of the table owning its task
+(`TABLE_OF_TASK`: table1/voc_det/..., table_linear/linear_cls/...) whichever tables show it, so an
+ablation's main-run row and the paper table share one cell. `CommandBuilder` is the seam that turns a step
+into a command line; tests swap it for one that writes marker files without training anything.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from benchmarks.experiments import ROWS_BY_KEY, TABLES, Row, table_by_number
-from benchmarks.profile import BenchmarkError, PretrainRun, Profile, TaskSpec
+from benchmarks.experiments import ALL_TABLES, TABLE_GROUPS, TABLE_OF_TASK, TASKS, Row, table_names
+from benchmarks.matrix import Matrix, TableView
+from benchmarks.profile import BenchmarkError, PretrainRun, Profile, TaskSpec, overrides_argv
 
 MAKE_DATA_STAMP = ".densebench-make-data.json"  # written by `python -m benchmarks make-data` when done
 
@@ -25,12 +27,15 @@ TASK_DATA_DIRS = {
     "coco_det_inst": ("coco/train2017", "coco/val2017", "coco/annotations"),
     "voc_sem_seg": ("VOC2012/JPEGImages", "VOC2012/SegmentationClassAug", "VOC2012/ImageSets/Segmentation"),
     "cityscapes_sem_seg": ("cityscapes/leftImg8bit", "cityscapes/gtFine"),
+    "linear_cls": ("imagenet/train", "imagenet/val"),
 }
+# torchvision's published GFLOPs per 224 px image (ResNet model cards); R-50 / R-18 = 4.09 / 1.81 ~ 2.3.
+RESNET_GFLOPS = {18: 1.81, 34: 3.66, 50: 4.09, 101: 7.80, 152: 11.51}
 
 
 @dataclass(frozen=True)
 class CellKey:
-    """One fine-tuning + evaluation cell of a table."""
+    """One fine-tuning + evaluation cell; `table` is the table owning the task (its output directory)."""
 
     table: str
     task: str
@@ -58,35 +63,33 @@ class Job:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which part of the matrix to run: table numbers, row keys (None = profile's) and seed count."""
+    """Which part of the matrix to run: tables (paper numbers or names), row keys (None = the profile's,
+    custom rows only when named) and seed count."""
 
-    tables: tuple[int, ...] = (1, 2, 3)
+    tables: tuple[int | str, ...] = (1, 2, 3)
     rows: tuple[str, ...] | None = None
     seeds: int | None = None  # None = the profile's seeds per task; N = seeds 0..N-1 for every task
 
-    def validate(self) -> None:
-        bad_tables = [t for t in self.tables if t not in {table.number for table in TABLES}]
-        if bad_tables:
-            raise BenchmarkError(f"--tables {bad_tables}: expected numbers from 1, 2, 3 (e.g. --tables 1,3).")
-        bad_rows = [r for r in self.rows or () if r not in ROWS_BY_KEY]
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """`(1, "ablations")` -> `("table1", "ablation_lambda", "ablation_grid", "ablation_matching")`."""
+        try:
+            return table_names(self.tables)
+        except KeyError as exc:
+            raise BenchmarkError(
+                f"--tables {','.join(map(str, self.tables))}: unknown table {exc.args[0]!r}; expected paper "
+                f"numbers 1, 2, 3 or names from {[*ALL_TABLES, *TABLE_GROUPS]}, e.g. "
+                "--tables 1,ablation_lambda."
+            ) from None
+
+    def validate(self, matrix: Matrix) -> None:
+        for name in self.table_names:
+            matrix.view(name)  # an ablation without its base run raises here
+        bad_rows = [r for r in self.rows or () if r not in matrix.rows]
         if bad_rows:
-            raise BenchmarkError(f"--rows {bad_rows}: unknown rows; expected keys from {list(ROWS_BY_KEY)}.")
+            raise BenchmarkError(f"--rows {bad_rows}: unknown rows; expected keys from {list(matrix.rows)}.")
         if self.seeds is not None and self.seeds < 1:
             raise BenchmarkError(f"--seeds {self.seeds}: expected a positive number of trials.")
-
-
-def format_value(value: Any) -> str:
-    """A profile value as a yacs command-line value (literal_eval-able; lists become tuples)."""
-    if isinstance(value, (list, tuple)):
-        return repr(tuple(value))
-    if value is None:
-        return "None"
-    return str(value)
-
-
-def overrides_argv(overrides: dict[str, Any]) -> list[str]:
-    """{KEY: value} -> ["KEY", "value", ...] for the `KEY VALUE` tail of our CLIs."""
-    return [item for key, value in overrides.items() for item in (key, format_value(value))]
 
 
 class CommandBuilder:
@@ -119,21 +122,47 @@ class CommandBuilder:
                 "MODEL.WEIGHTS", str(weights) if weights else "", "SEED", str(seed),
                 "OUTPUT_DIR", str(out_dir)]  # fmt: skip
 
+    def linear(
+        self, spec: TaskSpec, weights: Path | None, seed: int, out_dir: Path, data_root: Path
+    ) -> list[str]:
+        """A `linear_cls` cell: frozen backbone + linear classifier and kNN on ROOT/imagenet/{train,val}."""
+        return [self.python, "-m", "pretrain.linear_eval", "--config-file", spec.config,
+                *overrides_argv(spec.overrides), "MODEL.WEIGHTS", str(weights) if weights else "",
+                "SEED", str(seed), "DATA.ROOT", str(data_root), "OUTPUT_DIR", str(out_dir)]  # fmt: skip
 
-def plan_cells(profile: Profile, selection: Selection) -> list[CellKey]:
-    """Every (table, task, row, seed) cell selected, in the paper's order."""
-    selection.validate()
-    cells = []
-    for number in selection.tables:
-        table = table_by_number(number)
-        for task in table.tasks:
+
+def depth_overrides(task: str, depth: int) -> dict[str, object]:
+    """Keys switching a cell of `task` to a ResNet-`depth` backbone (custom rows of another depth)."""
+    if TASKS[task].entry == "linear":
+        return {"MODEL.ARCH": f"resnet{depth}"}
+    return {"MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64 if depth < 50 else 256}
+
+
+def _planned(row: Row, view: TableView, spec: TaskSpec, selection: Selection) -> bool:
+    """Custom rows run only when named (`evaluate`); ablation rows always; paper rows per the profile."""
+    if selection.rows is not None and row.key not in selection.rows:
+        return False
+    if row.method == "custom":
+        return selection.rows is not None
+    return view.ablation is not None or row.key in spec.rows
+
+
+def plan_cells(profile: Profile, selection: Selection, matrix: Matrix | None = None) -> list[CellKey]:
+    """Every (task, row, seed) cell the selected tables show, once each, in table order."""
+    matrix = matrix or Matrix(profile)
+    selection.validate(matrix)
+    cells: dict[CellKey, None] = {}
+    for name in selection.table_names:
+        view = matrix.view(name)
+        for task in view.table.tasks:
             spec = profile.tasks.get(task.name)
             if spec is None:
                 continue
             seeds = tuple(range(selection.seeds)) if selection.seeds else spec.seeds
-            rows = [r for r in spec.rows if selection.rows is None or r in selection.rows]
-            cells += [CellKey(table.name, task.name, r, s) for r in rows for s in seeds]
-    return cells
+            home = TABLE_OF_TASK[task.name].name
+            rows = [r.key for r in view.rows if _planned(r, view, spec, selection)]
+            cells.update((CellKey(home, task.name, r, s), None) for r in rows for s in seeds)
+    return list(cells)
 
 
 def cell_dir(output_dir: Path, cell: CellKey) -> Path:
@@ -150,7 +179,7 @@ def _cleanup(profile: Profile, run_dir: Path, patterns: tuple[str, ...]) -> tupl
 
 
 def _weights_jobs(
-    profile: Profile,
+    matrix: Matrix,
     row: Row,
     data_root: Path,
     data_deps: tuple[str, ...],
@@ -158,12 +187,16 @@ def _weights_jobs(
     env: dict[str, str],
 ) -> list[Job]:
     """Pretraining (unless a user checkpoint is given) and conversion jobs producing a row's .pkl."""
+    profile = matrix.profile
     out = profile.output_dir
     pkl = out / "weights" / f"{row.key}.pkl"
     jobs = []
-    if row.method == "supervised" and profile.supervised_checkpoint:
+    run = matrix.pretrain_run(row)
+    if row.method == "custom":
+        src, convert_deps = Path(row.checkpoint), ()
+    elif row.method == "supervised" and profile.supervised_checkpoint:
         src, convert_deps = profile.supervised_checkpoint_path, ()
-    elif row.key in profile.pretrain_runs:
+    elif run is not None:
         run_dir = out / "pretrain" / row.key
         src, convert_deps = run_dir / "model_final.pth", (f"pretrain/{row.key}",)
         resume = (run_dir / "checkpoint_last.pth").exists()
@@ -171,7 +204,7 @@ def _weights_jobs(
             Job(
                 f"pretrain/{row.key}",
                 "pretrain",
-                commands.pretrain(profile.pretrain_runs[row.key], run_dir, data_root, resume),
+                commands.pretrain(run, run_dir, data_root, resume),
                 src,
                 _log(out, f"pretrain/{row.key}"),
                 data_deps,
@@ -200,10 +233,16 @@ def _weights_jobs(
     return jobs
 
 
-def build_graph(profile: Profile, selection: Selection, commands: CommandBuilder | None = None) -> list[Job]:
+def build_graph(
+    profile: Profile,
+    selection: Selection,
+    commands: CommandBuilder | None = None,
+    matrix: Matrix | None = None,
+) -> list[Job]:
     """All jobs of the selection in dependency order (a job only depends on jobs listed before it)."""
     commands = commands or CommandBuilder()
-    cells = plan_cells(profile, selection)
+    matrix = matrix or Matrix(profile)
+    cells = plan_cells(profile, selection, matrix)
     out = profile.output_dir
     data_root = profile.data_root or Path(profile.data_root_spec)
     env = {"DETECTRON2_DATASETS": str(data_root), "PYTHONUNBUFFERED": "1"}
@@ -223,21 +262,27 @@ def build_graph(profile: Profile, selection: Selection, commands: CommandBuilder
         )
         data_deps = ("data/make",)
     for row_key in dict.fromkeys(c.row for c in cells):
-        row = ROWS_BY_KEY[row_key]
+        row = matrix.rows[row_key]
         if row.needs_weights:
-            jobs += _weights_jobs(profile, row, data_root, data_deps, commands, env)
+            jobs += _weights_jobs(matrix, row, data_root, data_deps, commands, env)
     for cell in cells:
-        row, spec = ROWS_BY_KEY[cell.row], profile.tasks[cell.task]
+        row, spec = matrix.rows[cell.row], profile.tasks[cell.task]
+        if row.depth is not None and row.depth != profile.backbone_depth:
+            spec = replace(spec, overrides={**spec.overrides, **depth_overrides(cell.task, row.depth)})
         weights = out / "weights" / f"{row.key}.pkl" if row.needs_weights else None
         deps = data_deps + ((f"convert/{row.key}",) if row.needs_weights else ())
         run_dir = cell_dir(out, cell)
         resume = (run_dir / "last_checkpoint").exists()
         job_id = f"cell/{cell.table}/{cell.task}/{cell.row}/seed{cell.seed}"
+        if TASKS[cell.task].entry == "linear":
+            argv = commands.linear(spec, weights, cell.seed, run_dir, data_root)
+        else:
+            argv = commands.cell(spec, weights, cell.seed, run_dir, resume)
         jobs.append(
             Job(
                 job_id,
                 "cell",
-                commands.cell(spec, weights, cell.seed, run_dir, resume),
+                argv,
                 run_dir / "metrics.json",
                 _log(out, job_id),
                 deps,
@@ -249,7 +294,7 @@ def build_graph(profile: Profile, selection: Selection, commands: CommandBuilder
     return jobs
 
 
-def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row]) -> list[str]:
+def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row], matrix: Matrix) -> list[str]:
     """Missing directories of the real datasets the selected cells and pretraining runs read."""
     root = profile.data_root
     if root is None:
@@ -258,7 +303,7 @@ def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row]) ->
             "DETECTRON2_DATASETS=/path/to/datasets (Detectron2 layout, see README) before running."
         ]
     needed = {d for c in cells for d in TASK_DATA_DIRS[c.task]}
-    needed |= {d for r in rows if r.key in profile.pretrain_runs for d in PRETRAIN_DATA_DIRS[r.pretrain_data]}
+    needed |= {d for r in rows if matrix.pretrain_run(r) for d in PRETRAIN_DATA_DIRS[r.pretrain_data]}
     return [
         f"Dataset directory {root / d} is missing; put the real dataset there in Detectron2's layout "
         f"(README 'Real datasets'), then check it with `python -m benchmarks check-data --root {root}`."
@@ -267,11 +312,12 @@ def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row]) ->
     ]
 
 
-def preflight(profile: Profile, selection: Selection) -> list[str]:
+def preflight(profile: Profile, selection: Selection, matrix: Matrix | None = None) -> list[str]:
     """Problems that make a run pointless: missing real datasets, a missing supervised checkpoint."""
-    cells = plan_cells(profile, selection)
-    rows = {ROWS_BY_KEY[c.row] for c in cells}
-    problems = [] if profile.synthetic else _dataset_problems(profile, cells, rows)  # synthetic: generated
+    matrix = matrix or Matrix(profile)
+    cells = plan_cells(profile, selection, matrix)
+    rows = {matrix.rows[c.row] for c in cells}
+    problems = [] if profile.synthetic else _dataset_problems(profile, cells, rows, matrix)  # synthetic: made
     user_checkpoint = profile.supervised_checkpoint or "supervised_imagenet" not in profile.pretrain_runs
     if any(r.method == "supervised" for r in rows) and user_checkpoint:
         ckpt = profile.supervised_checkpoint_path

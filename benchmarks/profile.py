@@ -1,5 +1,9 @@
 """Benchmark profiles: every scale knob of one run of Tables 1-3 in one YAML file.
 
+Besides `tasks` (Detectron2 fine-tuning), `linear_eval` configures the `linear_cls` task
+(`pretrain.linear_eval`; the `transfer` overrides do not apply to it) and `ablations.<table>.values` the
+pretraining values of each DenseCL ablation (defaults: the paper's, `benchmarks.experiments.ABLATIONS`).
+
 A profile is `benchmarks/profiles/<name>.yaml` or any YAML path. It may start with `_BASE_: <name or
 path>` to inherit another profile (mappings are merged key by key). `--set key=value` overrides walk the
 profile with dotted keys; from the first upper-case part on, the rest is one yacs key, e.g.
@@ -10,6 +14,7 @@ parsed as YAML (`3` is an int, `[1, 2]` a list, `null` None).
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.experiments import ROWS_BY_KEY, TASKS
+from benchmarks.experiments import ABLATIONS_BY_NAME, ROWS_BY_KEY, TASKS, Ablation
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -68,8 +73,15 @@ class Profile:
     results_dir: Path
     pretrain_runs: dict[str, PretrainRun]
     tasks: dict[str, TaskSpec]
+    ablation_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # ablation table -> values
     slurm: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backbone_depth(self) -> int:
+        """ResNet depth of the fine-tuned backbones: `transfer.overrides` MODEL.RESNETS.DEPTH, else the
+        protocol's 50 (the `_ssl` configs are R-50)."""
+        return int((self.raw.get("transfer") or {}).get("overrides", {}).get("MODEL.RESNETS.DEPTH", 50))
 
     @property
     def data_root(self) -> Path | None:
@@ -85,6 +97,20 @@ class Profile:
         if not self.supervised_checkpoint:
             return None
         return Path(os.path.expandvars(os.path.expanduser(self.supervised_checkpoint)))
+
+
+def format_value(value: Any) -> str:
+    """A profile value as a yacs command-line value (literal_eval-able; lists become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    if value is None:
+        return "None"
+    return str(value)
+
+
+def overrides_argv(overrides: dict[str, Any]) -> list[str]:
+    """{KEY: value} -> ["KEY", "value", ...] for the `KEY VALUE` tail of our CLIs."""
+    return [item for key, value in overrides.items() for item in (key, format_value(value))]
 
 
 def resolve_profile_path(name_or_path: str) -> Path:
@@ -187,6 +213,47 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     raise BenchmarkError(f"{where}: seeds must be a positive int or a list of ints, got {value!r}.")
 
 
+def _task_spec(name: str, spec: Any, common: dict[str, Any], where: str) -> TaskSpec:
+    if not isinstance(spec, dict):
+        raise BenchmarkError(
+            f"{where}: expected a mapping with config, seeds, overrides, rows; got {spec!r}."
+        )
+    rows = spec.get("rows") or list(ROWS_BY_KEY)
+    unknown = [r for r in rows if r not in ROWS_BY_KEY]
+    if unknown:
+        raise BenchmarkError(f"{where}: unknown rows {unknown}; expected keys from {list(ROWS_BY_KEY)}.")
+    return TaskSpec(
+        name,
+        str(_require(spec, "config", where)),
+        {**common, **(spec.get("overrides") or {})},
+        _seeds(spec.get("seeds", 1), where),
+        tuple(rows),
+    )
+
+
+def _ablation_values(ablation: Ablation, spec: Any, where: str) -> tuple[Any, ...]:
+    """The profile's values of one ablation (the paper's when not given), type- and range-checked."""
+    values = (spec or {}).get("values", list(ablation.paper_values))
+    if not isinstance(values, list) or not values:
+        raise BenchmarkError(
+            f"{where}.values: expected a non-empty list, e.g. {list(ablation.paper_values)}."
+        )
+    for value in values:
+        if ablation.choices:
+            ok = value in ablation.choices
+        else:
+            low, high = ablation.bounds or (-math.inf, math.inf)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        if not ok:
+            allowed = ablation.choices or f"numbers in {list(ablation.bounds or ())}"
+            raise BenchmarkError(
+                f"{where}.values: {value!r} is not a valid {ablation.parameter}; expected {allowed}."
+            )
+    if len(set(values)) != len(values):
+        raise BenchmarkError(f"{where}.values {values} repeats a value; list each value once.")
+    return tuple(values)
+
+
 def build_profile(raw: dict[str, Any], source: str) -> Profile:
     """Validates a merged profile mapping and turns it into a `Profile`."""
     name = str(raw.get("name") or Path(source).stem)
@@ -209,19 +276,26 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
     tasks = {}
     for task_name, spec in (_require(raw, "tasks", source) or {}).items():
         where = f"{source} tasks.{task_name}"
-        if task_name not in TASKS:
-            raise BenchmarkError(f"{where}: unknown task; expected one of {sorted(TASKS)}.")
-        rows = spec.get("rows") or list(ROWS_BY_KEY)
-        unknown = [r for r in rows if r not in ROWS_BY_KEY]
-        if unknown:
-            raise BenchmarkError(f"{where}: unknown rows {unknown}; expected keys from {list(ROWS_BY_KEY)}.")
-        tasks[task_name] = TaskSpec(
-            task_name,
-            str(_require(spec, "config", where)),
-            {**common_tr, **(spec.get("overrides") or {})},
-            _seeds(spec.get("seeds", 1), where),
-            tuple(rows),
+        if task_name not in TASKS or TASKS[task_name].entry != "transfer":
+            raise BenchmarkError(
+                f"{where}: unknown fine-tuning task; expected one of "
+                f"{sorted(t for t, task in TASKS.items() if task.entry == 'transfer')} (linear_cls is "
+                "configured under the top-level key linear_eval)."
+            )
+        tasks[task_name] = _task_spec(task_name, spec, common_tr, where)
+    if raw.get("linear_eval"):
+        tasks["linear_cls"] = _task_spec("linear_cls", raw["linear_eval"], {}, f"{source} linear_eval")
+    ablations = raw.get("ablations") or {}
+    unknown_ablations = sorted(set(ablations) - set(ABLATIONS_BY_NAME))
+    if unknown_ablations:
+        raise BenchmarkError(
+            f"Profile {source} ablations: unknown {unknown_ablations}; expected keys from "
+            f"{sorted(ABLATIONS_BY_NAME)}."
         )
+    ablation_values = {
+        name: _ablation_values(ablation, ablations.get(name), f"{source} ablations.{name}")
+        for name, ablation in ABLATIONS_BY_NAME.items()
+    }
     return Profile(
         name=name,
         source=source,
@@ -237,6 +311,7 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
         results_dir=Path(str(raw.get("results_dir") or "results/{name}").replace("{name}", name)),
         pretrain_runs=runs,
         tasks=tasks,
+        ablation_values=ablation_values,
         slurm=dict(raw.get("slurm") or {}),
         raw=raw,
     )

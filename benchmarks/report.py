@@ -1,9 +1,12 @@
 """Paper-style tables (wide CSV + Markdown), bar charts and a summary from the long results.
 
-Rows are the paper's initialisations, columns its metrics (labelled unambiguously), each cell the mean
+Rows are the initialisations a table shows (the paper's six plus evaluated custom checkpoints; for an
+ablation, the pretraining variants), columns its metrics (labelled unambiguously), each cell the mean
 +- std over seeds, with the paper's value and its source flag (readme / derived / recalled) beside it.
 Deltas to the paper are computed only for the unscaled `paper` profile: a scaled profile says so in
-its Markdown and shows the paper's values for orientation only.
+its Markdown and shows the paper's values for orientation only. With >= 3 seeds per row, differences to
+the table's reference row (random init; the main run for ablations) and to the best row are marked only
+where Welch's two-sided t-test gives p < 0.05 (benchmarks.stats).
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from matplotlib.figure import Figure  # the object API renders with Agg, no GUI 
 
 from benchmarks.atomic import atomic_write, atomic_write_text
 from benchmarks.collect import write_csv
-from benchmarks.experiments import ROWS, TABLES, Table
+from benchmarks.experiments import ROWS, TABLES, Row, Table
+from benchmarks.matrix import TableView
+from benchmarks.stats import ALPHA, MIN_SEEDS, row_tests
 
 SOURCES = {
     "readme": "official DenseCL/MoCo README",
     "derived": "derived from a gain stated in the paper's abstract",
     "recalled": "transcribed from the paper without a second source",
 }
+MARK_REFERENCE = "†"  # differs significantly from the table's reference row
+MARK_BEST = "‡"  # differs significantly from the best row of the column
 
 
 @dataclass(frozen=True)
@@ -36,47 +43,70 @@ class ReportContext:
 
 
 def _reference_lookup(
-    reference: pd.DataFrame, table: Table
-) -> dict[tuple[str, str, str, str], tuple[float, str]]:
-    """(task, row key, metric) of our matrix -> (paper value, source)."""
+    reference: pd.DataFrame, table: Table, rows: tuple[Row, ...]
+) -> dict[tuple[str, str, str], tuple[float, str]]:
+    """(task, row key, metric) of the paper's rows -> (paper value, source)."""
     found = {}
     ref = reference[reference["table"] == table.name]
     for task in table.tasks:
         for metric in task.metrics:
             hits = ref[(ref["task"] == metric.reference_task) & (ref["metric"] == metric.name)]
             for _, hit in hits.iterrows():
-                for row in ROWS:
-                    if row.method == hit["init"] and row.pretrain_data == hit["pretrain_data"]:
+                for row in rows:
+                    if row.is_paper_row and (row.method, row.pretrain_data) == (
+                        hit["init"],
+                        hit["pretrain_data"],
+                    ):
                         found[(task.name, row.key, metric.name)] = (float(hit["value"]), str(hit["source"]))
     return found
 
 
-def wide_table(long: pd.DataFrame, reference: pd.DataFrame, table: Table, scaled: bool) -> pd.DataFrame:
-    """One row per initialisation; per metric: mean, std, n, paper, paper source, delta (unscaled only)."""
-    ref = _reference_lookup(reference, table)
-    ours = long[long["table"] == table.name]
-    records = []
-    for row in ROWS:
-        record: dict[str, object] = {
-            "row": row.key,
-            "init": row.method,
-            "pretrain_data": row.pretrain_data,
-            "label": row.label,
-        }
-        mine = ours[(ours["init"] == row.method) & (ours["pretrain_data"] == row.pretrain_data)]
-        for task in table.tasks:
-            for metric in task.metrics:
-                values = mine[(mine["task"] == task.name) & (mine["metric"] == metric.name)]["value"]
-                mean = float(values.mean()) if len(values) else math.nan
+def wide_table(
+    long: pd.DataFrame,
+    reference: pd.DataFrame,
+    table: Table,
+    scaled: bool,
+    rows: tuple[Row, ...] = ROWS,
+    with_paper: bool = True,
+) -> pd.DataFrame:
+    """One row per initialisation; per metric: mean, std, n, paper, paper source, delta (unscaled only),
+    and Welch p-values vs the reference row and vs the best row (NaN where not tested).
+
+    Custom rows without any result in this table are left out.
+    """
+    ref = _reference_lookup(reference, table, rows) if with_paper else {}
+    ours = long[long["task"].isin([task.name for task in table.tasks])]
+    records: dict[str, dict[str, object]] = {
+        row.key: {"row": row.key, "init": row.method, "pretrain_data": row.pretrain_data, "label": row.label}
+        for row in rows
+    }
+    for task in table.tasks:
+        for metric in task.metrics:
+            mine = ours[(ours["task"] == task.name) & (ours["metric"] == metric.name)]
+            values = {row.key: mine[mine["row"] == row.key]["value"].tolist() for row in rows}
+            _, tests = row_tests(values, table.reference_row)
+            for row in rows:
+                trial = values[row.key]
+                mean = sum(trial) / len(trial) if trial else math.nan
                 paper, source = ref.get((task.name, row.key, metric.name), (math.nan, ""))
-                record[f"{metric.label} | mean"] = mean
-                record[f"{metric.label} | std"] = float(values.std()) if len(values) > 1 else math.nan
-                record[f"{metric.label} | n"] = len(values)
-                record[f"{metric.label} | paper"] = paper
-                record[f"{metric.label} | paper source"] = source
-                record[f"{metric.label} | delta vs paper"] = math.nan if scaled else mean - paper
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+                p_reference, p_best = tests.get(row.key, (math.nan, math.nan))
+                records[row.key] |= {
+                    f"{metric.label} | mean": mean,
+                    f"{metric.label} | std": float(pd.Series(trial).std()) if len(trial) > 1 else math.nan,
+                    f"{metric.label} | n": len(trial),
+                    f"{metric.label} | paper": paper,
+                    f"{metric.label} | paper source": source,
+                    f"{metric.label} | delta vs paper": math.nan if scaled else mean - paper,
+                    f"{metric.label} | p vs reference": p_reference,
+                    f"{metric.label} | p vs best": p_best,
+                }
+    custom_empty = {
+        row.key
+        for row in rows
+        if row.method == "custom"
+        and all(records[row.key][f"{task.primary.label} | n"] == 0 for task in table.tasks)
+    }
+    return pd.DataFrame.from_records([r for key, r in records.items() if key not in custom_empty])
 
 
 def _fmt(value: float, std: float = math.nan) -> str:
@@ -85,8 +115,23 @@ def _fmt(value: float, std: float = math.nan) -> str:
     return f"{value:.1f} ± {std:.1f}" if not math.isnan(std) else f"{value:.1f}"
 
 
-def markdown(table: Table, wide: pd.DataFrame, context: ReportContext) -> str:
-    """The table laid out like the paper, with the paper's value (and delta when comparable) beside ours."""
+def _marks(rec: pd.Series, label: str) -> str:
+    marks = ""
+    if rec[f"{label} | p vs reference"] < ALPHA:  # NaN compares False: untested is never marked
+        marks += MARK_REFERENCE
+    if rec[f"{label} | p vs best"] < ALPHA:
+        marks += MARK_BEST
+    return f" {marks}" if marks else ""
+
+
+def _reference_label(table: Table, wide: pd.DataFrame) -> str:
+    hit = wide[wide["row"] == table.reference_row]
+    return str(hit["label"].iloc[0]) if len(hit) else table.reference_row
+
+
+def markdown(table: Table, wide: pd.DataFrame, context: ReportContext, view: TableView | None = None) -> str:
+    """The table laid out like the paper, with the paper's value (and delta when comparable) beside ours,
+    significance marks, and for an ablation its values and the paper's finding."""
     lines = [f"# {table.title} (profile `{context.profile}`)", ""]
     if context.scaled:
         lines += [
@@ -95,7 +140,15 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext) -> str:
             "shown for orientation only and no deltas are computed.",
             "",
         ]
-    header, rule = ["Initialisation"], ["---"]
+    if view is not None and view.ablation is not None:
+        lines += [
+            f"Pretraining variants of the main DenseCL (COCO) run, `{view.ablation.parameter}` changed: "
+            f"{view.note}",
+            "",
+            f"> **The paper's finding** (Sec. 4.3; no reference values are stored): {view.ablation.finding}",
+            "",
+        ]
+    header = ["Initialisation"]
     for task in table.tasks:
         lines.append(f"- `{task.name}`: {task.title}")
         for metric in task.metrics:
@@ -110,7 +163,7 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext) -> str:
         for task in table.tasks:
             for metric in task.metrics:
                 key = metric.label
-                cells.append(_fmt(rec[f"{key} | mean"], rec[f"{key} | std"]))
+                cells.append(_fmt(rec[f"{key} | mean"], rec[f"{key} | std"]) + _marks(rec, key))
                 if wide[f"{key} | paper"].notna().any():
                     paper = rec[f"{key} | paper"]
                     cells.append("" if math.isnan(paper) else f"{paper:.1f} ({rec[f'{key} | paper source']})")
@@ -119,11 +172,22 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext) -> str:
                         cells.append("" if math.isnan(delta) else f"{delta:+.1f}")
             cells.append(str(rec[f"{task.primary.label} | n"]))
         lines.append("| " + " | ".join(cells) + " |")
+    n_max = max((int(wide[f"{t.primary.label} | n"].max()) for t in table.tasks), default=0)
     lines += [
         "",
-        "Ours: mean ± std over seeds (sample std; no ± with one seed); — = not run or not finished.",
-        "Paper value sources: " + "; ".join(f"`{k}` = {v}" for k, v in SOURCES.items()) + ".",
+        "Ours: mean ± std over seeds (sample std, n = the seeds column; no ± with one seed); "
+        "— = not run or not finished.",
+        f"Significance: Welch's two-sided t-test (unequal variances, scipy.stats.ttest_ind equal_var=False) "
+        f"on the per-seed values, p < {ALPHA}, only between rows with n ≥ {MIN_SEEDS} seeds each: "
+        f"{MARK_REFERENCE} = differs from {_reference_label(table, wide)}, {MARK_BEST} = differs from the "
+        "row with the highest mean in that column; no mark = not significant or not tested.",
     ]
+    if n_max < MIN_SEEDS:
+        lines.append(
+            f"Here at most {n_max} seed(s) per row: **no difference is tested** (run --seeds {MIN_SEEDS})."
+        )
+    if any(wide[f"{m.label} | paper"].notna().any() for t in table.tasks for m in t.metrics):
+        lines.append("Paper value sources: " + "; ".join(f"`{k}` = {v}" for k, v in SOURCES.items()) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +198,9 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
     for ax, task in zip(axes[0], table.tasks):
         present = wide[wide[f"{task.primary.label} | n"] > 0]
         width = 0.8 / max(len(present), 1)
+        show_paper = not context.scaled and any(
+            present[f"{m.label} | paper"].notna().any() for m in task.metrics
+        )
         for i, (_, rec) in enumerate(present.iterrows()):
             xs = [j + (i - (len(present) - 1) / 2) * width for j in range(len(task.metrics))]
             means = [rec[f"{m.label} | mean"] for m in task.metrics]
@@ -141,7 +208,7 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
                 0.0 if math.isnan(rec[f"{m.label} | std"]) else rec[f"{m.label} | std"] for m in task.metrics
             ]
             ax.bar(xs, means, width, yerr=stds, capsize=2, label=rec["label"])
-            if not context.scaled:
+            if show_paper:
                 ax.scatter(
                     xs,
                     [rec[f"{m.label} | paper"] for m in task.metrics],
@@ -164,44 +231,78 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
 
 
 def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
-    """Per task: the best row on the primary metric, and whether every pretrained init beats random."""
+    """Per task: the best row on the primary metric, and which rows differ from the reference row (random
+    init; the main run for ablations) by Welch's test, or why nothing was tested."""
     lines = []
     for task in table.tasks:
-        key = f"{task.primary.label} | mean"
+        metric = task.primary.label
+        key = f"{metric} | mean"
         done = wide[wide[key].notna()]
         if done.empty:
             lines.append(f"{table.name} {task.name}: no finished cells")
             continue
         best = done.loc[done[key].idxmax()]
         text = f"{table.name} {task.name}: best {best['label']} ({task.primary.name} {best[key]:.1f})"
-        random = done[done["row"] == "random"]
-        if random.empty:
-            lines.append(text + "; random init not run")
+        reference = done[done["row"] == table.reference_row]
+        name = "random init" if table.reference_row == "random" else "the main run"
+        if reference.empty:
+            lines.append(text + f"; {name} not run")
             continue
-        baseline = float(random[key].iloc[0])
-        pretrained = done[done["row"] != "random"]
-        if pretrained.empty:
-            lines.append(text + "; no pretrained init finished")
+        others = done[done["row"] != table.reference_row]
+        if others.empty:
+            lines.append(text + f"; only {name} finished")
             continue
-        losers = [f"{r['label']} {r[key]:.1f}" for _, r in pretrained.iterrows() if r[key] <= baseline]
-        verdict = "yes" if not losers else f"NO ({', '.join(losers)} <= random {baseline:.1f})"
-        lines.append(text + f"; every pretrained init beats random ({baseline:.1f}): {verdict}")
+        base = float(reference[key].iloc[0])
+        untested = [r for _, r in others.iterrows() if math.isnan(r[f"{metric} | p vs reference"])]
+        if len(untested) == len(others):
+            single = int(done[f"{metric} | n"].max()) == 1
+            why = "single seed: not tested" if single else f"not tested (needs >= {MIN_SEEDS} seeds per row)"
+            lines.append(text + f"; vs {name} ({base:.1f}): {why}")
+            continue
+        groups: dict[str, list[str]] = {}
+        for _, r in others.iterrows():
+            p = r[f"{metric} | p vs reference"]
+            if math.isnan(p):
+                group = f"not tested (< {MIN_SEEDS} seeds)"
+            elif p >= ALPHA:
+                group = f"not significantly different from {name}"
+            else:
+                group = f"beats {name}" if r[key] > base else f"significantly below {name}"
+            groups.setdefault(group, []).append(f"{r['label']} {r[key]:.1f}")
+        verdicts = "; ".join(f"{group}: {', '.join(labels)}" for group, labels in groups.items())
+        lines.append(text + f"; Welch p < {ALPHA} vs {name} ({base:.1f}): {verdicts}")
     return lines
 
 
+def _has_results(view: TableView, wide: pd.DataFrame) -> bool:
+    """An ablation needs a finished variant (the main run alone is Table 1's); other tables any row."""
+    done = wide[sum(wide[f"{t.primary.label} | n"] for t in view.table.tasks) > 0]
+    if view.ablation is not None:
+        done = done[done["row"] != view.table.reference_row]
+    return not done.empty
+
+
 def build_report(
-    long: pd.DataFrame, reference: pd.DataFrame, results_dir: Path, context: ReportContext
+    long: pd.DataFrame,
+    reference: pd.DataFrame,
+    results_dir: Path,
+    context: ReportContext,
+    views: list[TableView] | None = None,
 ) -> list[str]:
-    """Writes results.csv and, per table with results, tableN.{csv,md,png}; returns the summary lines."""
+    """Writes results.csv and, per table with results, <table>.{csv,md,png}; returns the summary lines.
+
+    `views` are the tables to consider (default: Tables 1-3 with the paper's rows; the CLI passes every
+    table of the profile's `Matrix`)."""
     results_dir = Path(results_dir)
     write_csv(long, results_dir / "results.csv")
     summary = []
-    for table in TABLES:
-        if not (long["table"] == table.name).any():
+    for view in views if views is not None else [TableView(t, ROWS) for t in TABLES]:
+        table = view.table
+        wide = wide_table(long, reference, table, context.scaled, view.rows, with_paper=view.ablation is None)
+        if wide.empty or not _has_results(view, wide):
             continue
-        wide = wide_table(long, reference, table, context.scaled)
         write_csv(wide.round(4), results_dir / f"{table.name}.csv")
-        atomic_write_text(results_dir / f"{table.name}.md", markdown(table, wide, context))
+        atomic_write_text(results_dir / f"{table.name}.md", markdown(table, wide, context, view))
         bar_chart(table, wide, results_dir / f"{table.name}.png", context)
         summary += summarise(table, wide)
     if summary:

@@ -106,7 +106,7 @@ class RunResult:
         return all(s == "done" for s in self.status.values())
 
 
-def _format_s(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     return (
         f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -274,7 +274,7 @@ class Runner:
         left += sum(
             max(mean.get(self.jobs[i].kind, overall) - (now - s), 0) for i, (_, s) in self.running.items()
         )
-        return _format_s(left / self.max_parallel)
+        return format_duration(left / self.max_parallel)
 
     def _progress(self, event: str) -> None:
         counts = {
@@ -282,7 +282,7 @@ class Runner:
             for s in ("done", "running", "failed", "pending")
         }
         skipped = sum(1 for v in self.status.values() if v == "skipped")
-        elapsed = _format_s(time.monotonic() - self.started)
+        elapsed = format_duration(time.monotonic() - self.started)
         self.echo(
             f"[{datetime.now():%H:%M:%S}] {event:<60} | {counts['done']}/{len(self.status)} done, "
             f"{counts['running']} running, {counts['failed']} failed"

@@ -33,6 +33,8 @@ def test_tables_hold_the_four_tasks_with_interface_metric_names():
     ]
     assert TASKS["cityscapes_sem_seg"].primary.name == "mIoU"
     assert TABLE_OF_TASK["voc_sem_seg"] is table_by_number(3)
+    assert TABLE_OF_TASK["linear_cls"].name == "table_linear"
+    assert [m.name for m in TASKS["linear_cls"].metrics] == ["top1", "top5", "knn_top1"]
 
 
 def test_metric_labels_are_unambiguous():

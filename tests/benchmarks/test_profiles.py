@@ -11,8 +11,18 @@ from benchmarks.profile import BenchmarkError, apply_overrides, load_profile
 @pytest.mark.parametrize("name", ["paper", "tiny", "smoke"])
 def test_builtin_profiles_load_and_use_ssl_configs(name):
     profile = load_profile(name)
-    assert set(profile.tasks) == {"voc_det", "coco_det_inst", "voc_sem_seg", "cityscapes_sem_seg"}
-    assert all(spec.config.endswith("_ssl.yaml") for spec in profile.tasks.values())
+    assert set(profile.tasks) == {
+        "voc_det",
+        "coco_det_inst",
+        "voc_sem_seg",
+        "cityscapes_sem_seg",
+        "linear_cls",
+    }
+    assert all(
+        spec.config.endswith("_ssl.yaml") for name, spec in profile.tasks.items() if name != "linear_cls"
+    )
+    assert profile.tasks["linear_cls"].config.startswith("pretrain/configs/linear_")
+    assert "MODEL.RESNETS.DEPTH" not in profile.tasks["linear_cls"].overrides  # no Detectron2 keys
     assert {"mocov2_coco", "densecl_coco", "mocov2_imagenet", "densecl_imagenet"} <= set(
         profile.pretrain_runs
     )

@@ -18,7 +18,9 @@ AP = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
 
 def _long(records):
     base = {c: "" for c in LONG_COLUMNS} | {"profile": "paper"}
-    return pd.DataFrame([base | r for r in records], columns=LONG_COLUMNS)
+    rows = [base | {"row": "random" if r["init"] == "random" else f"{r['init']}_{r['pretrain_data']}"} | r
+            for r in records]  # fmt: skip
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 def _voc(init, data, seed, ap):
@@ -85,12 +87,15 @@ def test_scaled_profile_has_no_deltas_and_says_so():
     assert "not comparable" not in paper_text
 
 
-def test_summary_names_best_row_and_pretrained_rows_losing_to_random():
+def test_summary_names_best_row_and_tests_nothing_below_three_seeds():
     lines = summarise(table_by_number(1), wide_table(LONG, REFERENCE, table_by_number(1), scaled=True))
     assert lines == [
-        "table1 voc_det: best DenseCL (ImageNet) (AP 60.5); every pretrained init beats random (12.0): "
-        "NO (MoCo-v2 (COCO) 9.0 <= random 12.0)"
+        "table1 voc_det: best DenseCL (ImageNet) (AP 60.5); vs random init (12.0): "
+        "not tested (needs >= 3 seeds per row)"
     ]
+    single = LONG[LONG["seed"] == 0]
+    lines = summarise(table_by_number(1), wide_table(single, REFERENCE, table_by_number(1), scaled=True))
+    assert lines[0].endswith("vs random init (10.0): single seed: not tested") and "beats" not in lines[0]
 
 
 def test_build_report_writes_every_file(tmp_path):

@@ -1,0 +1,114 @@
+"""Welch's t-test against a slow, obviously-correct reference, and the significance marks of the report."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.collect import LONG_COLUMNS, read_reference
+from benchmarks.experiments import table_by_number
+from benchmarks.report import ReportContext, markdown, summarise, wide_table
+from benchmarks.stats import significant, welch_p
+
+REFERENCE = read_reference(Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv")
+AP = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
+
+
+def _t_pdf(x: float, df: float) -> float:
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+
+def _reference_welch_p(a: list[float], b: list[float]) -> float:
+    """Textbook Welch: t = (ma - mb) / sqrt(va/na + vb/nb), Welch-Satterthwaite df, and the two-sided tail
+    2 * integral_|t|^inf of the Student-t density by Simpson's rule (substitution x = |t| + u / (1 - u))."""
+    na, nb = len(a), len(b)
+    ma, mb = sum(a) / na, sum(b) / nb
+    va = sum((x - ma) ** 2 for x in a) / (na - 1)
+    vb = sum((x - mb) ** 2 for x in b) / (nb - 1)
+    se2 = va / na + vb / nb
+    t = abs(ma - mb) / math.sqrt(se2)
+    df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+    steps = 20000
+
+    def f(u: float) -> float:
+        return 0.0 if u >= 1 else _t_pdf(t + u / (1 - u), df) / (1 - u) ** 2
+
+    h = 1 / steps
+    total = f(0) + f(1) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, steps))
+    return 2 * total * h / 3
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([30.1, 31.0, 29.4], [10.2, 12.5, 9.1]),
+        ([55.2, 56.1, 54.8, 55.9, 56.4], [54.9, 55.0, 55.6, 54.1, 55.3]),
+        ([1.0, 2.0, 3.0, 4.0], [2.5, 2.9, 3.1]),
+        ([40.0, 40.5, 39.0], [41.0, 45.0, 37.0, 43.0, 39.5, 44.0]),  # very unequal variances
+    ],
+)
+def test_welch_matches_textbook_reference(a, b):
+    assert welch_p(a, b) == pytest.approx(_reference_welch_p(a, b), rel=1e-4)
+    assert welch_p(a, b) == pytest.approx(welch_p(b, a))  # two-sided
+
+
+def test_welch_edge_cases_and_minimum_seeds():
+    assert math.isnan(welch_p([1.0], [2.0, 3.0]))
+    assert welch_p([5.0, 5.0, 5.0], [5.0, 5.0, 5.0]) == 1.0  # deterministic runs, equal: no difference
+    assert welch_p([5.0, 5.0, 5.0], [6.0, 6.0, 6.0]) == 0.0  # deterministic runs, different: the limit
+    assert not significant([30.0, 31.0], [10.0, 11.0])  # clearly apart, but only 2 seeds: not tested
+    assert significant([30.0, 31.0, 29.0], [10.0, 11.0, 9.0])
+    assert not significant([30.0, 31.0, 29.0], [30.5, 29.5, 31.0])
+
+
+def _long(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    base = {c: "" for c in LONG_COLUMNS} | {"profile": "tiny", "table": "table1", "task": "voc_det"}
+    records = [
+        base | {"row": "random" if init == "random" else f"{init}_{data}", "init": init,
+                "pretrain_data": data, "seed": seed, "metric": "AP", "value": v}
+        for (init, data), vs in values.items() for seed, v in enumerate(vs)
+    ]  # fmt: skip
+    return pd.DataFrame(records, columns=LONG_COLUMNS)
+
+
+THREE_SEEDS = _long({
+    ("random", "none"): [10.0, 11.0, 9.0],
+    ("supervised", "imagenet"): [20.0, 20.5, 19.5],  # beats random, significantly below the best
+    ("densecl", "coco"): [30.0, 31.0, 29.0],  # the best
+    ("mocov2", "coco"): [30.5, 29.5, 31.0],  # beats random, tied with the best
+    ("mocov2", "imagenet"): [10.5, 9.0, 11.5],  # tied with random
+})  # fmt: skip
+
+
+def test_markdown_marks_only_welch_significant_differences():
+    table = table_by_number(1)
+    wide = wide_table(THREE_SEEDS, REFERENCE, table, scaled=True)
+    text = markdown(table, wide, ReportContext("tiny", True, "Scaled."))
+    assert "| Random init | 10.0 ± 1.0 ‡ | 32.8 (recalled) |" in text
+    assert "| Supervised (ImageNet) | 20.0 ± 0.5 †‡ |" in text
+    assert "| MoCo-v2 (COCO) | 30.3 ± 0.8 † |" in text
+    assert "| DenseCL (COCO) | 30.0 ± 1.0 † |" in text
+    assert "| MoCo-v2 (ImageNet) | 10.3 ± 1.3 ‡ |" in text
+    assert "Welch's two-sided t-test" in text and "† = differs from Random init" in text
+    p = wide.set_index("row").loc["supervised_imagenet", f"{AP} | p vs reference"]
+    assert p == pytest.approx(_reference_welch_p([20.0, 20.5, 19.5], [10.0, 11.0, 9.0]), rel=1e-4)
+
+
+def test_summary_says_beats_random_only_where_significant():
+    (line,) = summarise(
+        table_by_number(1), wide_table(THREE_SEEDS, REFERENCE, table_by_number(1), scaled=True)
+    )
+    assert line.startswith(
+        "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); Welch p < 0.05 vs random init (10.0)"
+    )
+    assert "beats random init: Supervised (ImageNet) 20.0, MoCo-v2 (COCO) 30.3, DenseCL (COCO) 30.0" in line
+    assert "not significantly different from random init: MoCo-v2 (ImageNet) 10.3" in line
+
+
+def test_markdown_says_when_nothing_is_tested():
+    one_seed = THREE_SEEDS[THREE_SEEDS["seed"] == 0]
+    wide = wide_table(one_seed, REFERENCE, table_by_number(1), scaled=True)
+    text = markdown(table_by_number(1), wide, ReportContext("tiny", True))
+    assert "no difference is tested" in text and "†" not in text.split("Significance")[0]
