@@ -82,3 +82,48 @@ def test_smoke_reproduce_interrupted_then_resumed(synthetic_root, tmp_path):
     third = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 0
     assert _finished_cells(tmp_path) == done_after, "a finished run re-ran cells"
+
+
+def _benchmarks(out: Path, data_root: Path, *args: str) -> subprocess.CompletedProcess:
+    paths = [f"output_dir={out / 'output'}", f"results_dir={out / 'results'}", f"data.root={data_root}"]
+    cmd = [sys.executable, "-m", "benchmarks", *args, "--profile", "smoke", "--jobs", "2", "--set", *paths]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_smoke_lambda_ablation_linear_probe_and_evaluate(synthetic_root, tmp_path):
+    """Issue 6 for real at smoke scale: the lambda ablation (VOC AP + linear top-1 per lambda, the
+    lambda 0.5 row being the main DenseCL run), then a user's torchvision ResNet-18 as a new row."""
+    import torch
+    import torchvision
+
+    ablation = _benchmarks(tmp_path, synthetic_root, "reproduce", "--tables", "ablation_lambda")
+    assert ablation.returncode == 0, ablation.stdout[-3000:] + ablation.stderr[-3000:]
+    results = pd.read_csv(tmp_path / "results" / "results.csv")
+    rows = {"densecl_coco_lambda0", "densecl_coco", "densecl_coco_lambda1"}  # smoke: lambda 0, 0.5, 1
+    for task, metric in (("voc_det", "AP"), ("linear_cls", "top1"), ("linear_cls", "knn_top1")):
+        got = results[(results.task == task) & (results.metric == metric)]
+        assert rows <= set(got.row), f"{task}/{metric}: rows {sorted(set(got.row))}"
+        assert got.value.between(0, 100).all()
+    for ext in ("csv", "md", "png"):
+        assert (tmp_path / "results" / f"ablation_lambda.{ext}").stat().st_size > 0
+    pretrained = list((tmp_path / "output" / "pretrain").glob("densecl_coco*"))
+    assert len(pretrained) == 3, pretrained  # lambda 0.5 is densecl_coco itself, not pretrained twice
+
+    ckpt = tmp_path / "resnet18_torchvision.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), ckpt)
+    before = _finished_cells(tmp_path)
+    args = ("evaluate", "--checkpoint", str(ckpt), "--name", "my_r18", "--tables", "1,table_linear")
+    first = _benchmarks(tmp_path, synthetic_root, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    after = _finished_cells(tmp_path)
+    assert all(after[path] == mtime for path, mtime in before.items()), "evaluate touched existing cells"
+    results = pd.read_csv(tmp_path / "results" / "results.csv")
+    mine = results[results.row == "my_r18"]
+    assert {"voc_det", "linear_cls"} <= set(mine.task)
+    assert "my_r18" in (tmp_path / "results" / "table1.md").read_text()
+
+    again = _benchmarks(tmp_path, synthetic_root, *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert _finished_cells(tmp_path) == after, "re-running evaluate recomputed cells"
