@@ -45,7 +45,16 @@ def test_smoke_reproduce_interrupted_then_resumed(synthetic_root, tmp_path):
     cmd = _reproduce_cmd(tmp_path, synthetic_root)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # Ctrl-C as in a terminal; SIGINT back to its default first, since a shell running this suite in the
+    # background (`cmd &`) starts it with SIGINT ignored, which Python would then keep for the child.
+    first = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 240
     while not _finished_cells(tmp_path) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
