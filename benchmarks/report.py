@@ -270,7 +270,7 @@ def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
                 group = f"beats {name}" if r[key] > base else f"significantly below {name}"
             groups.setdefault(group, []).append(f"{r['label']} {r[key]:.1f}")
         verdicts = "; ".join(f"{group}: {', '.join(labels)}" for group, labels in groups.items())
-        lines.append(text + f"; Welch p < {ALPHA} vs {name} ({base:.1f}): {verdicts}")
+        lines.append(text + f"; vs {name} ({base:.1f}), Welch's t-test at p < {ALPHA}: {verdicts}")
     return lines
 
 

@@ -101,7 +101,7 @@ def test_summary_says_beats_random_only_where_significant():
         table_by_number(1), wide_table(THREE_SEEDS, REFERENCE, table_by_number(1), scaled=True)
     )
     assert line.startswith(
-        "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); Welch p < 0.05 vs random init (10.0)"
+        "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); vs random init (10.0), Welch's t-test at p < 0.05: "
     )
     assert "beats random init: Supervised (ImageNet) 20.0, MoCo-v2 (COCO) 30.3, DenseCL (COCO) 30.0" in line
     assert "not significantly different from random init: MoCo-v2 (ImageNet) 10.3" in line
