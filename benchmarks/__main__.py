@@ -102,10 +102,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from benchmarks.custom_rows import custom_row, sha256_of
+    from benchmarks.custom_rows import custom_row
     from benchmarks.evaluate import checkpoint_depth, estimate
     from benchmarks.experiments import ABLATIONS_BY_NAME
     from benchmarks.runner import StateFile, now_iso
+    from pretrain.checkpoint import file_sha256
 
     profile = load_profile(args.profile, args.set)
     checkpoint = Path(args.checkpoint)
@@ -121,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "(COCO), not user checkpoints; choose from 1,2,3,table_linear."
         )
     registry = CustomRows(profile.output_dir)
-    sha256, depth = sha256_of(checkpoint), checkpoint_depth(checkpoint)
+    sha256, depth = file_sha256(checkpoint), checkpoint_depth(checkpoint)
     replace = registry.check(args.name, checkpoint, sha256, set(Matrix(profile).rows), args.force)
     record = {"checkpoint": str(checkpoint.resolve()), "depth": depth}
     others = tuple(row for row in registry.rows() if row.key != args.name)

@@ -8,7 +8,6 @@ the converted weights and cells made from the old file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -33,14 +32,6 @@ def custom_row(name: str, record: dict[str, Any]) -> Row:
         checkpoint=str(record["checkpoint"]),
         depth=int(record["depth"]),
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CustomRows:

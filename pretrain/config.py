@@ -72,28 +72,35 @@ def get_cfg() -> CN:
     return _C.clone()
 
 
-def load_cfg(config_file: str | None, opts: list[str]) -> CN:
-    """Defaults <- YAML (with `_BASE_` inheritance) <- `KEY VALUE` overrides; frozen."""
-    cfg = get_cfg()
+def merge_config(cfg: CN, config_file: str | None, opts: list[str], schema: str, example: str) -> CN:
+    """cfg <- YAML (with `_BASE_` inheritance) <- `KEY VALUE` overrides, in place; bad input is a
+    PretrainError naming the file or override, the module defining the keys (`schema`) and an `example`
+    config to start from."""
     if config_file:
         if not Path(config_file).is_file():
             raise PretrainError(
-                f"config file {config_file} does not exist; pass one of pretrain/configs/*.yaml "
-                "(or your own YAML with `_BASE_: <recipe>.yaml`)."
+                f"config file {config_file} does not exist; pass one of {example} "
+                f"(or your own YAML with `_BASE_: <one of them>`)."
             )
         cfg.set_new_allowed(False)
         try:
             cfg.merge_from_file(config_file)
         except (KeyError, ValueError, AssertionError) as e:
             raise PretrainError(
-                f"config file {config_file} is invalid: {e}. Keys must exist in pretrain/config.py."
+                f"config file {config_file} is invalid: {e}. Keys must exist in {schema}."
             ) from e
     if len(opts) % 2:
         raise PretrainError(f"overrides must be KEY VALUE pairs, got an odd list: {opts}.")
     try:
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as e:
-        raise PretrainError(f"bad override in {opts}: {e}. Keys must exist in pretrain/config.py.") from e
+        raise PretrainError(f"bad override in {opts}: {e}. Keys must exist in {schema}.") from e
+    return cfg
+
+
+def load_cfg(config_file: str | None, opts: list[str]) -> CN:
+    """Defaults <- YAML (with `_BASE_` inheritance) <- `KEY VALUE` overrides; frozen."""
+    cfg = merge_config(get_cfg(), config_file, opts, "pretrain/config.py", "pretrain/configs/*.yaml")
     cfg.freeze()
     return cfg
 

@@ -6,10 +6,9 @@ one fully connected layer; SGD LR 30, momentum 0.9, no weight decay, batch 256, 
 epochs 60 and 80. The kNN monitor follows Wu et al., CVPR 2018 (InstDisc), Sec. 3.4: k = 20, tau = 0.07.
 """
 
-from pathlib import Path
-
 from fvcore.common.config import CfgNode as CN  # noqa: N817 (yacs CfgNode + `_BASE_` inheritance)
 
+from pretrain.config import merge_config
 from pretrain.errors import PretrainError
 
 FEATURE_NORMS = ("none", "batchnorm")
@@ -69,28 +68,13 @@ def get_linear_cfg() -> CN:
 
 def load_linear_cfg(config_file: str | None, opts: list[str]) -> CN:
     """Defaults <- YAML (with `_BASE_` inheritance) <- `KEY VALUE` overrides; checked and frozen."""
-    cfg = get_linear_cfg()
-    if config_file:
-        if not Path(config_file).is_file():
-            raise PretrainError(
-                f"config file {config_file} does not exist; pass one of pretrain/configs/linear_*.yaml "
-                "(or your own YAML with `_BASE_: linear_R50_in1k.yaml`)."
-            )
-        try:
-            cfg.merge_from_file(config_file)
-        except (KeyError, ValueError, AssertionError) as e:
-            raise PretrainError(
-                f"config file {config_file} is invalid: {e}. "
-                "Keys must exist in pretrain/linear_probe/config.py."
-            ) from e
-    if len(opts) % 2:
-        raise PretrainError(f"overrides must be KEY VALUE pairs, got an odd list: {opts}.")
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, ValueError, AssertionError) as e:
-        raise PretrainError(
-            f"bad override in {opts}: {e}. Keys must exist in pretrain/linear_probe/config.py."
-        ) from e
+    cfg = merge_config(
+        get_linear_cfg(),
+        config_file,
+        opts,
+        "pretrain/linear_probe/config.py",
+        "pretrain/configs/linear_*.yaml",
+    )
     _check(cfg)
     cfg.freeze()
     return cfg

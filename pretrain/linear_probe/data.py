@@ -11,21 +11,10 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from pretrain.config import dataset_root
-from pretrain.data import ImageListDataset
+from pretrain.data import ImageListDataset, supervised_transform
 from pretrain.errors import PretrainError
 
 from .config import resize_size
-
-
-def train_transform(cfg) -> T.Compose:
-    return T.Compose(
-        [
-            T.RandomResizedCrop(cfg.DATA.IMAGE_SIZE),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(cfg.DATA.MEAN, cfg.DATA.STD),
-        ]
-    )
 
 
 def eval_transform(cfg) -> T.Compose:
@@ -80,7 +69,7 @@ def build_datasets(cfg) -> dict[str, ImageListDataset]:
     train_samples, classes = list_split(split_dir(cfg, cfg.DATA.TRAIN_SPLIT))
     val_samples, _ = list_split(split_dir(cfg, cfg.DATA.VAL_SPLIT), classes)
     return {
-        "train": ImageListDataset(train_samples, train_transform(cfg), classes),
+        "train": ImageListDataset(train_samples, supervised_transform(cfg), classes),
         "bank": ImageListDataset(train_samples, eval_transform(cfg), classes),
         "val": ImageListDataset(val_samples, eval_transform(cfg), classes),
     }
