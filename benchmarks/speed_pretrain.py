@@ -1,6 +1,7 @@
 """Pretraining speed: DenseCL vs MoCo-v2 training steps side by side, and the data pipeline's images/s.
 
 `python -m benchmarks.speed_pretrain [--arch resnet18 --batch 32 --size 64 --iters 10 --device cpu]`
+(`--amp-cpu`: bfloat16 autocast on CPU, as TRAIN.AMP_CPU; run with and without it for the speed-up)
 
 Both models get the same backbone, batch and input. A step is forward + backward + SGD step (key
 encoder EMA and enqueue included). After warm-up the two methods run interleaved (alternating which
@@ -22,6 +23,7 @@ from PIL import Image
 from pretrain.config import get_cfg
 from pretrain.data import ImageListDataset, TwoCropsTransform, mocov2_view_transform
 from pretrain.methods import build_model
+from transfer.runtime import cpu_has_native_bf16
 
 
 def make_cfg(method: str, args):
@@ -49,13 +51,13 @@ def time_steps(args, device: torch.device) -> dict[str, float]:
         model = build_model(make_cfg(method, args)).to(device, memory_format=fmt).train()
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
         runners[method] = (model, opt)
-    amp = device.type == "cuda" and args.amp
+    amp = args.amp if device.type == "cuda" else args.amp_cpu and cpu_has_native_bf16()
 
     def step(method: str) -> float:
         model, opt = runners[method]
         sync(device)
         tic = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = model(*views)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -70,7 +72,7 @@ def time_steps(args, device: torch.device) -> dict[str, float]:
     for r in range(args.iters):
         for method in list(runners)[:: 1 if r % 2 == 0 else -1]:
             times[method].append(step(method))
-    return {method: statistics.median(t) for method, t in times.items()}
+    return {method: statistics.median(t) for method, t in times.items()}, amp
 
 
 def data_images_per_s(args) -> float:
@@ -107,22 +109,26 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", type=int, default=0, help="DenseCL grid S (0 = native C5 size)")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA (default bf16)")
     parser.add_argument(
+        "--amp-cpu", action="store_true", help="bf16 autocast on CPU too, if native (TRAIN.AMP_CPU)"
+    )
+    parser.add_argument(
         "--image-dir", default="", help="time decoding these images instead of generated ones"
     )
     parser.add_argument("--data-images", type=int, default=200, help="images decoded for the data timing")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    medians = time_steps(args, device)
+    medians, amp = time_steps(args, device)
     ratio = medians["densecl"] / medians["mocov2"]
     ips = data_images_per_s(args)
     print(
-        f"device {device}, threads {torch.get_num_threads()}, {args.arch}, batch {args.batch}, {args.size} px"
+        f"device {device}, threads {torch.get_num_threads()}, {args.arch}, batch {args.batch}, "
+        f"{args.size} px, {'bfloat16 autocast' if amp else 'fp32'}"
     )
     for method, t in medians.items():
         print(f"  {method:8s} {t:.4f} s/iter  ({args.batch / t:.1f} images/s)")
     print(f"  DenseCL / MoCo-v2 step time: {ratio:.3f}  (paper: <1.01 on 8 V100, R-50, 224 px)")
     print(f"  data pipeline (decode + 2 views, 1 process): {ips:.1f} images/s")
-    record = {"device": str(device), "arch": args.arch, "batch": args.batch, "size": args.size}
+    record = {"device": str(device), "arch": args.arch, "batch": args.batch, "size": args.size, "amp": amp}
     print(json.dumps({**record, "s_per_iter": medians, "ratio": ratio, "data_images_per_s": ips}))
     return 0
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from transfer.runtime import cpu_has_native_bf16
+
 from . import checkpoint, dist
 from .data import ResumableDistributedSampler, build_dataset, returns_view_params
 from .errors import PretrainError
@@ -32,6 +34,29 @@ def resolve_device(cfg) -> torch.device:
     if cfg.TRAIN.DEVICE not in ("cuda", "cpu"):
         raise PretrainError(f"TRAIN.DEVICE {cfg.TRAIN.DEVICE!r} is unknown; expected auto, cuda or cpu.")
     return torch.device(cfg.TRAIN.DEVICE)
+
+
+def autocast_dtype(cfg, device: torch.device, logger) -> torch.dtype | None:
+    """The autocast dtype of the forward pass, or None for fp32.
+
+    CUDA: TRAIN.AMP with TRAIN.AMP_DTYPE. CPU: bfloat16 with TRAIN.AMP_CPU, only where oneDNN has native
+    bfloat16 kernels (emulated bfloat16 would be slower than fp32).
+    """
+    if device.type == "cuda":
+        if not cfg.TRAIN.AMP:
+            return None
+        if cfg.TRAIN.AMP_DTYPE not in ("bfloat16", "float16"):
+            raise PretrainError(
+                f"TRAIN.AMP_DTYPE {cfg.TRAIN.AMP_DTYPE!r} is unknown; use bfloat16 or float16."
+            )
+        return getattr(torch, cfg.TRAIN.AMP_DTYPE)
+    if not cfg.TRAIN.AMP_CPU:
+        return None
+    if not cpu_has_native_bf16():
+        logger.info("TRAIN.AMP_CPU: this CPU has no native bfloat16 (AVX512-BF16 / AMX); training in fp32")
+        return None
+    logger.info("TRAIN.AMP_CPU: bfloat16 autocast on CPU")
+    return torch.bfloat16
 
 
 def learning_rate(cfg, base_lr: float, iteration: int, max_iter: int, iters_per_epoch: int) -> float:
@@ -87,13 +112,7 @@ class Trainer:
             momentum=cfg.SOLVER.MOMENTUM,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,
         )
-        self.amp_dtype = None
-        if cfg.TRAIN.AMP and self.device.type == "cuda":
-            if cfg.TRAIN.AMP_DTYPE not in ("bfloat16", "float16"):
-                raise PretrainError(
-                    f"TRAIN.AMP_DTYPE {cfg.TRAIN.AMP_DTYPE!r} is unknown; use bfloat16 or float16."
-                )
-            self.amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
+        self.amp_dtype = autocast_dtype(cfg, self.device, self.logger)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0
         if resume:
@@ -195,7 +214,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _to_device(self, batch):
         fmt = torch.channels_last if self.cfg.TRAIN.CHANNELS_LAST and self.device.type == "cuda" else None

@@ -12,6 +12,9 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # The total batch the protocol's BASE_LR was tuned for (the paper's). When SOLVER.IMS_PER_BATCH
     # differs, BASE_LR is scaled linearly (Goyal et al., 2017); 0 turns the scaling off.
     cfg.TRANSFER.REFERENCE_IMS_PER_BATCH = 0
+    # bfloat16 autocast of the training forward pass on CPU, where the CPU has native bfloat16
+    # (AVX512-BF16 / AMX; else fp32, logged). Evaluation stays fp32. Detectron2's SOLVER.AMP is CUDA only.
+    cfg.TRANSFER.AMP_CPU = False
 
     # Dilated ResNet for FCN "d8" (transfer/modeling/dilated_resnet.py): dilation of res4; res5's is
     # MODEL.RESNETS.RES5_DILATION. A dilated stage keeps stride 1.

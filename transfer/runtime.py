@@ -1,9 +1,11 @@
-"""Config rewrites that depend on where the run happens: device, SyncBN fallback, linear LR scaling.
+"""Config rewrites that depend on where the run happens: device, SyncBN fallback, linear LR scaling;
+and bfloat16 autocast of training on CPUs that compute it natively.
 
 Each rewrite is applied once, before the model is built and before `config.yaml` is dumped, and logged,
 so the dumped config is what actually ran.
 """
 
+import functools
 import logging
 import os
 
@@ -88,3 +90,34 @@ def scale_learning_rate(cfg) -> dict:
             "to turn the scaling off)"
         )
     return record
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_training_on_cpu(model: torch.nn.Module, cfg) -> bool:
+    """With TRANSFER.AMP_CPU on a CPU run: the model's training forward runs under bfloat16 autocast and
+    returns fp32 losses; inference is untouched. Returns whether autocast is on (logged either way).
+
+    The forward is wrapped on the instance, so parameter names, checkpoints and DDP see the model as is.
+    """
+    if not cfg.TRANSFER.AMP_CPU or cfg.MODEL.DEVICE != "cpu":
+        return False
+    if not cpu_has_native_bf16():
+        logger.info("TRANSFER.AMP_CPU: this CPU has no native bfloat16 (AVX512-BF16 / AMX); training in fp32")
+        return False
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def autocast_forward(*args, **kwargs):
+        if not model.training:
+            return forward(*args, **kwargs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses = forward(*args, **kwargs)
+        return {name: loss.float() for name, loss in losses.items()}
+
+    model.forward = autocast_forward
+    logger.info("TRANSFER.AMP_CPU: training forward under bfloat16 autocast on CPU (evaluation in fp32)")
+    return True

@@ -30,7 +30,12 @@ from transfer.checkpoint_io import write_atomic
 from transfer.config import add_transfer_config
 from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
 from transfer.errors import TransferError
-from transfer.runtime import fall_back_to_bn, scale_learning_rate, select_device
+from transfer.runtime import (
+    autocast_training_on_cpu,
+    fall_back_to_bn,
+    scale_learning_rate,
+    select_device,
+)
 from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, task_metrics
 from transfer.weights import resolve_weights
 
@@ -67,6 +72,12 @@ class Trainer(DefaultTrainer):
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "train_events.jsonl")),
             TensorboardXWriter(self.cfg.OUTPUT_DIR),
         ]
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        autocast_training_on_cpu(model, cfg)
+        return model
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pretrain_testutils import tiny_cfg
 
-from pretrain import checkpoint
+from pretrain import checkpoint, engine
 from pretrain.config import load_cfg
 from pretrain.engine import Trainer, learning_rate
 from pretrain.errors import PretrainError
@@ -164,6 +164,29 @@ def test_cuda_amp_channels_last(tiny_root, tmp_path):
     assert trainer.amp_dtype == torch.bfloat16
     trainer.train()
     assert torch.load(tmp_path / "gpu" / "model_final.pth", weights_only=True)["meta"]["iters"] == 2
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_cpu_bfloat16_autocast_only_where_native(tiny_root, tmp_path, monkeypatch, native_bf16):
+    """TRAIN.AMP_CPU trains under bfloat16 autocast where the CPU has native bf16, else in fp32 (logged)."""
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native_bf16)
+    out = tmp_path / "cpu_amp"
+    opts = {"SOLVER.MAX_ITERS": 2, "TRAIN.DEVICE": "cpu", "TRAIN.AMP_CPU": True}
+    trainer = Trainer(run_cfg(tiny_root, out, **opts))
+    assert trainer.amp_dtype == (torch.bfloat16 if native_bf16 else None)
+    seen = []
+    trainer.model.encoder_q.backbone.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    trainer.train()
+    assert seen == [torch.bfloat16 if native_bf16 else torch.float32] * 2
+    log = (out / "log.txt").read_text()
+    assert ("bfloat16 autocast on CPU" in log) == native_bf16
+    assert ("training in fp32" in log) != native_bf16
+    sd = torch.load(out / "model_final.pth", weights_only=True)["state_dict"]
+    assert all(t.dtype != torch.bfloat16 for t in sd.values())  # weights stay fp32 under autocast
+
+
+def test_cpu_runs_fp32_by_default(tiny_root, tmp_path):
+    assert Trainer(run_cfg(tiny_root, tmp_path / "fp32", **{"TRAIN.DEVICE": "cpu"})).amp_dtype is None
 
 
 def test_monitor_logs_the_mean_over_each_window(tmp_path):

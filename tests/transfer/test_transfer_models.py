@@ -8,8 +8,9 @@ from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 from transfer_testutils import CONFIGS, depth_opts, make_cfg
 
+from transfer import runtime
 from transfer.modeling.segmentor import window_starts
-from transfer.runtime import fall_back_to_bn, scale_learning_rate
+from transfer.runtime import autocast_training_on_cpu, fall_back_to_bn, scale_learning_rate
 
 CONFIG_FILES = sorted(p.name for p in CONFIGS.glob("[a-z]*.yaml"))
 
@@ -86,6 +87,46 @@ def test_fcn_losses_and_inference_shapes():
     with torch.no_grad():
         (out,) = model([{"image": batch[0]["image"], "height": 96, "width": 128}])
     assert out["sem_seg"].shape == (21, 96, 128)
+
+
+def _fcn_and_batch():
+    opts = [*depth_opts(18), "MODEL.SEM_SEG_HEAD.CONVS_DIM", "16", "MODEL.SEM_SEG_HEAD.AUX_CONVS_DIM", "8"]
+    cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k.yaml"), *opts)
+    image = torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8)
+    return cfg, build_model(cfg), [{"image": image, "sem_seg": torch.full((48, 64), 3)}]
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_cpu_bfloat16_autocast_of_training_only(monkeypatch, caplog, native_bf16):
+    """TRANSFER.AMP_CPU: the training forward runs in bfloat16 (losses returned in fp32) where the CPU has
+    native bf16, else fp32 (logged); inference and the parameter names never change."""
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg, model, batch = _fcn_and_batch()
+    names = list(model.state_dict())
+    cfg.TRANSFER.AMP_CPU = True
+    with caplog.at_level(logging.INFO, logger="transfer.runtime"):
+        assert autocast_training_on_cpu(model, cfg) == native_bf16
+    assert ("bfloat16 autocast on CPU" in caplog.text) == native_bf16
+    assert ("training in fp32" in caplog.text) != native_bf16
+    seen = []
+    model.backbone.register_forward_hook(lambda m, i, out: seen.append(out["res5"].dtype))
+    losses = model(batch)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": batch[0]["image"], "height": 48, "width": 64}])
+    assert seen == [torch.bfloat16 if native_bf16 else torch.float32, torch.float32]
+    assert out["sem_seg"].dtype == torch.float32 and list(model.state_dict()) == names
+
+
+def test_cpu_autocast_is_off_unless_asked():
+    cfg, model, batch = _fcn_and_batch()
+    assert not autocast_training_on_cpu(model, cfg)  # TRANSFER.AMP_CPU defaults to False
+    seen = []
+    model.backbone.register_forward_hook(lambda m, i, out: seen.append(out["res5"].dtype))
+    model(batch)
+    assert seen == [torch.float32]
 
 
 def test_sliding_window_averages_overlapping_windows():
