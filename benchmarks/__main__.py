@@ -170,6 +170,11 @@ def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], proble
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
     result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo).run()
     _report(profile)
+    peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
+    measured = {job_id: mb for job_id, mb in peaks.items() if mb is not None}
+    if measured:
+        largest = max(measured, key=measured.get)
+        echo(f"peak memory: {measured[largest] / 1024:.1f} GB resident, the largest job ({largest})")
     for job_id in result.ids("failed"):
         info = state.jobs[job_id]
         echo(f"\nFAILED {job_id}: log {info.get('log')}\n{info.get('error_tail', '')}")

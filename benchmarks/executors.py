@@ -1,8 +1,9 @@
 """Where jobs run: local subprocesses (default) or SLURM through submitit (imported only when chosen).
 
 An executor starts a job's command with its environment, stdout+stderr appended to the job's log, and
-answers `poll` with the exit code (None while running). Dependencies are resolved by the runner, so
-both executors see only jobs whose inputs exist.
+answers `poll` with the exit code (None while running) and `peak_memory_mb` with the job's peak resident
+memory where it knows it. Dependencies are resolved by the runner, so both executors see only jobs whose
+inputs exist.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.jobs import Job
+
+RU_MAXRSS_PER_MB = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
 
 
 def wrapped_command(job: Job) -> list[str]:
@@ -35,6 +39,7 @@ class LocalExecutor:
         self.threads: dict[str, str] = {}
         if threads_per_job and "OMP_NUM_THREADS" not in os.environ:
             self.threads = {"OMP_NUM_THREADS": str(threads_per_job), "MKL_NUM_THREADS": str(threads_per_job)}
+        self.peak_mb: dict[int, float] = {}  # pid -> peak RSS of the job's largest process
 
     def start(self, job: Job) -> subprocess.Popen:
         job.log.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +48,17 @@ class LocalExecutor:
             return subprocess.Popen(job.argv, env=env, cwd=self.cwd, stdout=stream, stderr=subprocess.STDOUT)
 
     def poll(self, handle: subprocess.Popen) -> int | None:
-        return handle.poll()
+        """Reaps the job with wait4 to read its resource usage (max RSS covers its waited-for children)."""
+        if handle.returncode is None:
+            pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
+            if pid == 0:
+                return None
+            handle.returncode = os.waitstatus_to_exitcode(status)
+            self.peak_mb[handle.pid] = usage.ru_maxrss / RU_MAXRSS_PER_MB
+        return handle.returncode
+
+    def peak_memory_mb(self, handle: subprocess.Popen) -> float | None:
+        return self.peak_mb.get(handle.pid)
 
     def cancel(self, handle: subprocess.Popen) -> None:
         """Terminates a job we started (torchrun forwards the signal to its workers), then waits."""
@@ -82,6 +97,10 @@ class SlurmExecutor:
             with open(log, "a") as stream:
                 stream.write(f"\nsubmitit: SLURM job {submitted.job_id} failed: {exc}\n")
             return -1
+
+    def peak_memory_mb(self, handle: tuple[Any, Path]) -> None:
+        """Not tracked on SLURM (`sacct -j <id> -o MaxRSS` has it)."""
+        return None
 
     def cancel(self, handle: tuple[Any, Path]) -> None:
         handle[0].cancel(check=False)

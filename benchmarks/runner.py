@@ -187,7 +187,8 @@ class Runner:
                 code = self.executor.poll(handle)
                 if code is not None:
                     del self.running[job_id]
-                    self._finish(self.jobs[job_id], code, time.monotonic() - start)
+                    peak_mb = self.executor.peak_memory_mb(handle)
+                    self._finish(self.jobs[job_id], code, time.monotonic() - start, peak_mb)
 
     def _skip_blocked(self) -> None:
         for job in self.jobs.values():  # dependency order: one pass propagates skips transitively
@@ -226,7 +227,7 @@ class Runner:
         self.status[job.id] = "running"
         self._progress(f"start   {job.id}")
 
-    def _finish(self, job: Job, code: int, wall_s: float) -> None:
+    def _finish(self, job: Job, code: int, wall_s: float, peak_mb: float | None) -> None:
         if code == 0 and job.is_done():
             for pattern in job.cleanup:
                 for path in pattern.parent.glob(pattern.name):
@@ -238,10 +239,12 @@ class Runner:
                 returncode=0,
                 finished_at=now_iso(),
                 wall_s=round(wall_s, 2),
+                peak_rss_mb=None if peak_mb is None else round(peak_mb),
                 git_rev=self.git_rev,
                 marker=str(job.marker),
             )
-            self._progress(f"done    {job.id} ({wall_s:.1f}s)")
+            memory = "" if peak_mb is None else f", {peak_mb / 1024:.1f} GB"
+            self._progress(f"done    {job.id} ({wall_s:.1f}s{memory})")
             return
         reason = f"exit code {code}" if code != 0 else f"exit code 0 but {job.marker} was not written"
         tail = log_tail(job.log, self.log_start.get(job.id, 0))

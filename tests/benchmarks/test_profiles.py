@@ -47,6 +47,10 @@ def test_tiny_budget_shape():
     assert tiny.tasks["voc_det"].overrides["MODEL.RESNETS.DEPTH"] == 18
     assert tiny.tasks["voc_det"].overrides["TEST.PRECISE_BN.ENABLED"] is False
     assert len(plan_cells(tiny, Selection())) == 24
+    # bfloat16 autocast (where the CPU has it natively) for every pretraining run and every task
+    assert all(run.overrides["TRAIN.AMP_CPU"] is True for run in tiny.pretrain_runs.values())
+    detectron2_tasks = ("voc_det", "coco_det_inst", "voc_sem_seg", "cityscapes_sem_seg")
+    assert all(tiny.tasks[task].overrides["TRANSFER.AMP_CPU"] is True for task in detectron2_tasks)
 
 
 def test_smoke_inherits_tiny_and_shrinks_it():

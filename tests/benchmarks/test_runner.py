@@ -153,6 +153,24 @@ def test_job_exiting_zero_without_marker_fails(tmp_path):
     assert result.ids("failed") == ["cell/x"] and "was not written" in state.jobs["cell/x"]["error_tail"]
 
 
+def test_peak_memory_of_each_job_is_recorded(tmp_path):
+    """The largest process of a job (here a child that holds 300 MB) sets the job's peak_rss_mb."""
+    child = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    script = (
+        f"import subprocess, sys, pathlib; subprocess.run([sys.executable, '-c', {child!r}], check=True); "
+        f"pathlib.Path({str(tmp_path / 'done')!r}).write_text('ok')"
+    )
+    job = Job("cell/big", "cell", [sys.executable, "-c", script], tmp_path / "done", tmp_path / "big.log")
+    small = Job("cell/small", "cell", [sys.executable, "-c", f"open({str(tmp_path / 's')!r}, 'w')"],
+                tmp_path / "s", tmp_path / "small.log")  # fmt: skip
+    state = StateFile(tmp_path / "state.json")
+    lines: list[str] = []
+    assert Runner([job, small], state, LocalExecutor(), echo=lines.append, git_rev="r").run().ok
+    assert 300 <= state.jobs["cell/big"]["peak_rss_mb"] < 600
+    assert state.jobs["cell/small"]["peak_rss_mb"] < 100
+    assert any("done    cell/big" in line and " GB)" in line for line in lines)
+
+
 def test_cli_exit_code_and_report_after_a_failing_cell(tmp_path, fakes, monkeypatch, capsys):
     monkeypatch.setattr(cli, "CommandBuilder", lambda num_gpus: fakes.FakeCommands(
         tmp_path / "calls.txt", fail={"cell/densecl_coco/voc_det/seed0"}))  # fmt: skip
