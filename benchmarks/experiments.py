@@ -84,7 +84,7 @@ class Task:
 class Table:
     """One table: which tasks it shows (as column groups) for every row.
 
-    `reference_row` is the row every other row is tested against (Welch t-test, report.py): random init
+    `reference_row` is the row every other row is tested against (t-test over seeds, stats.py): random init
     for the paper's tables, the main DenseCL (COCO) run for the ablations.
     """
 

@@ -6,7 +6,8 @@ ablation, the pretraining variants), columns its metrics (labelled unambiguously
 Deltas to the paper are computed only for the unscaled `paper` profile: a scaled profile says so in
 its Markdown and shows the paper's values for orientation only. With >= 3 seeds per row, differences to
 the table's reference row (random init; the main run for ablations) and to the best row are marked only
-where Welch's two-sided t-test gives p < 0.05 (benchmarks.stats).
+where a two-sided t-test gives p < 0.05: paired over the seeds both rows ran, Welch's otherwise
+(benchmarks.stats).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def wide_table(
     with_paper: bool = True,
 ) -> pd.DataFrame:
     """One row per initialisation; per metric: mean, std, n, paper, paper source, delta (unscaled only),
-    and Welch p-values vs the reference row and vs the best row (NaN where not tested).
+    and p-values (stats.compare_p) vs the reference row and vs the best row (NaN where not tested).
 
     Custom rows without any result in this table are left out.
     """
@@ -83,10 +84,14 @@ def wide_table(
     for task in table.tasks:
         for metric in task.metrics:
             mine = ours[(ours["task"] == task.name) & (ours["metric"] == metric.name)]
-            values = {row.key: mine[mine["row"] == row.key]["value"].tolist() for row in rows}
+            values = {
+                row.key: dict(zip(sel["seed"].astype(int), sel["value"].astype(float)))
+                for row in rows
+                for sel in [mine[mine["row"] == row.key]]
+            }
             _, tests = row_tests(values, table.reference_row)
             for row in rows:
-                trial = values[row.key]
+                trial = list(values[row.key].values())
                 mean = sum(trial) / len(trial) if trial else math.nan
                 paper, source = ref.get((task.name, row.key, metric.name), (math.nan, ""))
                 p_reference, p_best = tests.get(row.key, (math.nan, math.nan))
@@ -177,8 +182,9 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext, view: Tab
         "",
         "Ours: mean ± std over seeds (sample std, n = the seeds column; no ± with one seed); "
         "— = not run or not finished.",
-        f"Significance: Welch's two-sided t-test (unequal variances, scipy.stats.ttest_ind equal_var=False) "
-        f"on the per-seed values, p < {ALPHA}, only between rows with n ≥ {MIN_SEEDS} seeds each: "
+        f"Significance: two-sided paired t-test (scipy.stats.ttest_rel) on the per-seed differences over the "
+        f"seeds both rows ran (a seed fixes data order, augmentation and head initialisation for every row); "
+        f"Welch's t-test when fewer seeds are shared; p < {ALPHA}, only with ≥ {MIN_SEEDS} seeds per row: "
         f"{MARK_REFERENCE} = differs from {_reference_label(table, wide)}, {MARK_BEST} = differs from the "
         "row with the highest mean in that column; no mark = not significant or not tested.",
     ]
@@ -232,7 +238,7 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
 
 def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
     """Per task: the best row on the primary metric, and which rows differ from the reference row (random
-    init; the main run for ablations) by Welch's test, or why nothing was tested."""
+    init; the main run for ablations) by the t-test of stats.compare_p, or why nothing was tested."""
     lines = []
     for task in table.tasks:
         metric = task.primary.label
@@ -270,7 +276,7 @@ def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
                 group = f"beats {name}" if r[key] > base else f"significantly below {name}"
             groups.setdefault(group, []).append(f"{r['label']} {r[key]:.1f}")
         verdicts = "; ".join(f"{group}: {', '.join(labels)}" for group, labels in groups.items())
-        lines.append(text + f"; vs {name} ({base:.1f}), Welch's t-test at p < {ALPHA}: {verdicts}")
+        lines.append(text + f"; vs {name} ({base:.1f}), t-test over seeds at p < {ALPHA}: {verdicts}")
     return lines
 
 

@@ -1,18 +1,22 @@
-"""Significance of a difference between two rows of a table: Welch's two-sided t-test over seeds.
+"""Significance of a difference between two rows of a table: a two-sided t-test over seeds.
 
-Fine-tuning trials of two initialisations are independent samples with possibly different variances, so
-the unequal-variance (Welch, 1947) t-test is the right one; it is run only when both rows have at least
-`MIN_SEEDS` trials, and a difference counts as significant at p < `ALPHA`.
+A fine-tuning seed fixes the data order, the augmentations and the initialisation of the new layers, and
+every row of a table runs the same seeds: trials of two rows with the same seed are paired (common random
+numbers), and the seed effect they share is large (a seed can move every row of a column by several
+points). So two rows are compared with the paired t-test on their per-seed differences over the seeds
+both ran; when fewer than `MIN_SEEDS` seeds are shared (rows run with different seed lists), with the
+unequal-variance Welch (1947) t-test on all their trials, which treats them as independent samples. A
+difference counts as significant at p < `ALPHA`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scipy import stats
 
-MIN_SEEDS = 3  # fewer trials per row: no test (the sample std of 2 values says too little)
+MIN_SEEDS = 3  # fewer trials (shared seeds) per row: no test (the std of 2 values says too little)
 ALPHA = 0.05  # two-sided significance level
 
 
@@ -29,37 +33,56 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     return float(stats.ttest_ind(list(a), list(b), equal_var=False).pvalue)
 
 
+def paired_p(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """Two-sided p-value of the paired t-test on a[seed] - b[seed] over the seeds in both; NaN when < 2.
+
+    When every difference is the same (t undefined), the limit is used: p = 1 for 0, 0 otherwise.
+    """
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return math.nan
+    diffs = [a[s] - b[s] for s in shared]
+    if _variance(diffs) == 0.0:
+        return 1.0 if math.isclose(diffs[0], 0.0, abs_tol=1e-12) else 0.0
+    return float(stats.ttest_rel([a[s] for s in shared], [b[s] for s in shared]).pvalue)
+
+
 def _variance(values: Sequence[float]) -> float:
     mean = sum(values) / len(values)
     return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
-def testable(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Both rows have enough trials for the test."""
-    return len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS
+def compare_p(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """p-value of row a vs row b (seed -> value): paired over >= MIN_SEEDS shared seeds, else Welch when
+    both rows have >= MIN_SEEDS trials, else NaN (not tested)."""
+    if len(set(a) & set(b)) >= MIN_SEEDS:
+        return paired_p(a, b)
+    if len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS:
+        return welch_p(list(a.values()), list(b.values()))
+    return math.nan
 
 
-def significant(a: Sequence[float], b: Sequence[float]) -> bool:
-    """True only when both rows have >= MIN_SEEDS trials and Welch's test gives p < ALPHA."""
-    return testable(a, b) and welch_p(a, b) < ALPHA
+def significant(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
+    """True only when the rows were tested (compare_p) and p < ALPHA."""
+    return compare_p(a, b) < ALPHA  # NaN compares False
 
 
 def row_tests(
-    values: dict[str, Sequence[float]], reference: str
+    values: dict[str, Mapping[int, float]], reference: str
 ) -> tuple[str | None, dict[str, tuple[float, float]]]:
-    """Welch p-values of every row against the `reference` row and against the best row (highest mean).
+    """p-values (compare_p) of every row against the `reference` row and against the best row.
 
-    `values` maps row key -> its trials (rows without trials are skipped). Returns the best row's key and,
-    per row, (p vs reference, p vs best); NaN where a side has < MIN_SEEDS trials or is the row itself.
+    `values` maps row key -> {seed: value} (rows without trials are skipped). Returns the best row's key
+    (highest mean) and, per row, (p vs reference, p vs best); NaN where not tested or the row itself.
     """
-    done = {key: list(v) for key, v in values.items() if len(v)}
+    done = {key: dict(v) for key, v in values.items() if len(v)}
     if not done:
         return None, {}
-    best = max(done, key=lambda key: sum(done[key]) / len(done[key]))
+    best = max(done, key=lambda key: sum(done[key].values()) / len(done[key]))
 
     def p(key: str, other: str) -> float:
-        if key == other or other not in done or not testable(done[key], done[other]):
+        if key == other or other not in done:
             return math.nan
-        return welch_p(done[key], done[other])
+        return compare_p(done[key], done[other])
 
     return best, {key: (p(key, reference), p(key, best)) for key in done}

@@ -20,7 +20,11 @@ _C.MODEL.HIDDEN_DIM = 2048  # hidden width of both projection heads; 0 = the bac
 _C.MODEL.QUEUE_SIZE = 65536  # K, negatives per queue (DenseCL keeps two queues of this size)
 _C.MODEL.MOMENTUM = 0.999  # EMA coefficient m of the key encoder
 _C.MODEL.TEMPERATURE = 0.2  # InfoNCE temperature tau (MoCo-v2: 0.2)
-_C.MODEL.SHUFFLE_BN = True  # shuffle keys across processes for BN (only acts under DDP)
+_C.MODEL.SHUFFLE_BN = True  # shuffle keys across BN groups: processes under DDP, sub-batches on one process
+# One process: BN statistics over this many sub-batches of the batch (in both encoders), so a query and its
+# shuffled key are mostly normalised with different samples, as on SHUFFLE_BN_SPLITS GPUs (MoCo Sec. 3.3).
+# 1 = BN over the whole batch (the leak MoCo warns about). Ignored under DDP (each process is a sub-batch).
+_C.MODEL.SHUFFLE_BN_SPLITS = 8
 
 _C.MODEL.DENSECL = CN()
 _C.MODEL.DENSECL.LAMBDA = 0.5  # weight of the dense loss: (1 - lambda) * global + lambda * dense

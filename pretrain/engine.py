@@ -22,6 +22,7 @@ from .data import ResumableDistributedSampler, build_dataset, returns_view_param
 from .errors import PretrainError
 from .methods import build_model
 from .monitor import Monitor, setup_logging
+from .split_bn import split_batch_norm
 
 
 def resolve_device(cfg) -> torch.device:
@@ -161,6 +162,17 @@ class Trainer:
         model = build_model(self.cfg, num_classes=len(self.dataset.classes))
         if hasattr(model, "encoder_q"):
             model.encoder_q = dist.maybe_convert_sync_bn(model.encoder_q, self.cfg.TRAIN.SYNC_BN)
+            splits = self.cfg.MODEL.SHUFFLE_BN_SPLITS
+            if self.cfg.MODEL.SHUFFLE_BN and splits > 1 and not dist.is_distributed():
+                if self.cfg.SOLVER.BATCH_SIZE % splits:
+                    raise PretrainError(
+                        f"SOLVER.BATCH_SIZE {self.cfg.SOLVER.BATCH_SIZE} does not split into "
+                        f"MODEL.SHUFFLE_BN_SPLITS={splits} BN sub-batches; use a multiple of it, or set "
+                        "MODEL.SHUFFLE_BN_SPLITS to a divisor of the batch."
+                    )
+                model.encoder_q = split_batch_norm(model.encoder_q, splits)
+                model.encoder_k = split_batch_norm(model.encoder_k, splits)
+                self.logger.info("one process: shuffle-BN over %d BN sub-batches of the batch", splits)
         else:
             model = dist.maybe_convert_sync_bn(model, self.cfg.TRAIN.SYNC_BN)
         model = model.to(self.device)

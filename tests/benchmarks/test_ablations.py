@@ -12,7 +12,7 @@ from benchmarks.experiments import ABLATIONS_BY_NAME, table_names
 from benchmarks.jobs import Selection, build_graph
 from benchmarks.matrix import Matrix
 from benchmarks.profile import BenchmarkError, load_profile
-from benchmarks.stats import welch_p
+from benchmarks.stats import paired_p
 
 
 def test_tables_are_selected_by_number_name_or_group():
@@ -149,11 +149,11 @@ def test_whole_ablation_graph_runs_and_reports(tmp_path, monkeypatch, capsys):
     wide = pd.read_csv(results / "ablation_lambda.csv").set_index("row")
     ap = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
     for row in ("densecl_coco_lambda0", "densecl_coco_lambda1"):
-        ours = [fake_score(row, s) for s in range(3)]
-        main = [fake_score("densecl_coco", s) for s in range(3)]
-        assert wide.loc[row, f"{ap} | p vs reference"] == pytest.approx(welch_p(ours, main), abs=1e-4)
+        ours = {s: fake_score(row, s) for s in range(3)}
+        main = {s: fake_score("densecl_coco", s) for s in range(3)}
+        assert wide.loc[row, f"{ap} | p vs reference"] == pytest.approx(paired_p(ours, main), abs=1e-4)
         marked = "†" in next(
             line for line in lam.splitlines() if line.startswith(f"| {wide.loc[row, 'label']} |")
         )
-        assert marked == (welch_p(ours, main) < 0.05)
+        assert marked == (paired_p(ours, main) < 0.05)
     assert "table1 voc_det: best" in out and "beats random init: " in out

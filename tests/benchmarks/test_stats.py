@@ -1,4 +1,4 @@
-"""Welch's t-test against a slow, obviously-correct reference, and the significance marks of the report."""
+"""Paired and Welch t-tests against slow, obviously-correct references; the report's significance marks."""
 
 import math
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from benchmarks.collect import LONG_COLUMNS, read_reference
 from benchmarks.experiments import table_by_number
 from benchmarks.report import ReportContext, markdown, summarise, wide_table
-from benchmarks.stats import significant, welch_p
+from benchmarks.stats import compare_p, paired_p, significant, welch_p
 
 REFERENCE = read_reference(Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv")
 AP = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
@@ -30,6 +30,19 @@ def _reference_welch_p(a: list[float], b: list[float]) -> float:
     se2 = va / na + vb / nb
     t = abs(ma - mb) / math.sqrt(se2)
     df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+    return _two_sided_tail(t, df)
+
+
+def _reference_paired_p(a: list[float], b: list[float]) -> float:
+    """Textbook paired t-test: d = a - b, t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom."""
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    md = sum(d) / n
+    sd = math.sqrt(sum((x - md) ** 2 for x in d) / (n - 1))
+    return _two_sided_tail(abs(md) / (sd / math.sqrt(n)), n - 1)
+
+
+def _two_sided_tail(t: float, df: float) -> float:
     steps = 20000
 
     def f(u: float) -> float:
@@ -54,13 +67,39 @@ def test_welch_matches_textbook_reference(a, b):
     assert welch_p(a, b) == pytest.approx(welch_p(b, a))  # two-sided
 
 
-def test_welch_edge_cases_and_minimum_seeds():
+def _seeds(values: list[float], first: int = 0) -> dict[int, float]:
+    return {first + i: v for i, v in enumerate(values)}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([30.1, 31.0, 29.4], [10.2, 12.5, 9.1]),
+        ([55.2, 56.1, 54.8, 55.9, 56.4], [54.9, 55.0, 55.6, 54.1, 55.3]),
+        ([18.5, 17.1, 21.9], [17.3, 16.4, 20.8]),  # a large shared seed effect, a small steady gain
+    ],
+)
+def test_paired_matches_textbook_reference(a, b):
+    assert paired_p(_seeds(a), _seeds(b)) == pytest.approx(_reference_paired_p(a, b), rel=1e-4)
+    assert paired_p(_seeds(a), _seeds(b)) == pytest.approx(paired_p(_seeds(b), _seeds(a)))
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    gain = [18.5, 17.1, 21.9], [17.3, 16.4, 20.8]  # every seed +0.7..1.2, seeds spread by 4.8 points
+    assert compare_p(_seeds(gain[0]), _seeds(gain[1])) < 0.05 < welch_p(*gain)
+    assert compare_p(_seeds(gain[0]), _seeds(gain[1], first=3)) == pytest.approx(welch_p(*gain))  # no pairs
+
+
+def test_edge_cases_and_minimum_seeds():
     assert math.isnan(welch_p([1.0], [2.0, 3.0]))
     assert welch_p([5.0, 5.0, 5.0], [5.0, 5.0, 5.0]) == 1.0  # deterministic runs, equal: no difference
     assert welch_p([5.0, 5.0, 5.0], [6.0, 6.0, 6.0]) == 0.0  # deterministic runs, different: the limit
-    assert not significant([30.0, 31.0], [10.0, 11.0])  # clearly apart, but only 2 seeds: not tested
-    assert significant([30.0, 31.0, 29.0], [10.0, 11.0, 9.0])
-    assert not significant([30.0, 31.0, 29.0], [30.5, 29.5, 31.0])
+    assert paired_p(_seeds([5.0, 6.0, 7.0]), _seeds([5.0, 6.0, 7.0])) == 1.0
+    assert paired_p(_seeds([6.0, 7.0, 8.0]), _seeds([5.0, 6.0, 7.0])) == 0.0  # the same gain on every seed
+    assert math.isnan(paired_p(_seeds([1.0, 2.0]), _seeds([3.0, 4.0], first=1)))  # one shared seed
+    assert not significant(_seeds([30.0, 31.0]), _seeds([10.0, 11.0]))  # clearly apart, 2 seeds: not tested
+    assert significant(_seeds([30.0, 31.0, 29.0]), _seeds([10.0, 11.0, 9.0]))
+    assert not significant(_seeds([30.0, 31.0, 29.0]), _seeds([30.5, 29.5, 31.0]))
 
 
 def _long(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -82,7 +121,7 @@ THREE_SEEDS = _long({
 })  # fmt: skip
 
 
-def test_markdown_marks_only_welch_significant_differences():
+def test_markdown_marks_only_significant_differences():
     table = table_by_number(1)
     wide = wide_table(THREE_SEEDS, REFERENCE, table, scaled=True)
     text = markdown(table, wide, ReportContext("tiny", True, "Scaled."))
@@ -91,9 +130,9 @@ def test_markdown_marks_only_welch_significant_differences():
     assert "| MoCo-v2 (COCO) | 30.3 ± 0.8 † |" in text
     assert "| DenseCL (COCO) | 30.0 ± 1.0 † |" in text
     assert "| MoCo-v2 (ImageNet) | 10.3 ± 1.3 ‡ |" in text
-    assert "Welch's two-sided t-test" in text and "† = differs from Random init" in text
+    assert "paired t-test" in text and "† = differs from Random init" in text
     p = wide.set_index("row").loc["supervised_imagenet", f"{AP} | p vs reference"]
-    assert p == pytest.approx(_reference_welch_p([20.0, 20.5, 19.5], [10.0, 11.0, 9.0]), rel=1e-4)
+    assert p == pytest.approx(_reference_paired_p([20.0, 20.5, 19.5], [10.0, 11.0, 9.0]), rel=1e-4)
 
 
 def test_summary_says_beats_random_only_where_significant():
@@ -101,7 +140,8 @@ def test_summary_says_beats_random_only_where_significant():
         table_by_number(1), wide_table(THREE_SEEDS, REFERENCE, table_by_number(1), scaled=True)
     )
     assert line.startswith(
-        "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); vs random init (10.0), Welch's t-test at p < 0.05: "
+        "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); vs random init (10.0), "
+        "t-test over seeds at p < 0.05: "
     )
     assert "beats random init: Supervised (ImageNet) 20.0, MoCo-v2 (COCO) 30.3, DenseCL (COCO) 30.0" in line
     assert "not significantly different from random init: MoCo-v2 (ImageNet) 10.3" in line

@@ -34,6 +34,7 @@ def tiny_cfg(method: str = "densecl", **overrides):
     cfg.DATA.IMAGE_SIZE = 32
     cfg.DATA.NUM_WORKERS = 0
     cfg.SOLVER.BATCH_SIZE = 4
+    cfg.MODEL.SHUFFLE_BN_SPLITS = 2
     cfg.SOLVER.LOG_PERIOD = 1
     cfg.SOLVER.CHECKPOINT_PERIOD = 1
     for key, value in overrides.items():

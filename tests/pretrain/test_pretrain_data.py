@@ -62,8 +62,9 @@ def test_cli_reports_corrupt_image_and_exits_2(tiny_root, tmp_path, capsys):
     (tiny_root / "coco" / "train2017" / "broken.jpg").write_bytes(b"\x00" * 64)
     opts = {
         "MODEL.ARCH": "resnet18", "DATA.DATASET": "coco", "DATA.ROOT": str(tiny_root), "DATA.NUM_WORKERS": 1,
-        "DATA.IMAGE_SIZE": "32", "SOLVER.BATCH_SIZE": "9", "SOLVER.MAX_ITERS": "1", "MODEL.QUEUE_SIZE": "16",
-        "MODEL.HIDDEN_DIM": "16", "OUTPUT_DIR": str(tmp_path / "out"),
+        "DATA.IMAGE_SIZE": "32", "SOLVER.BATCH_SIZE": "9", "MODEL.SHUFFLE_BN_SPLITS": "3",
+        "SOLVER.MAX_ITERS": "1", "MODEL.QUEUE_SIZE": "16", "MODEL.HIDDEN_DIM": "16",
+        "OUTPUT_DIR": str(tmp_path / "out"),
     }  # fmt: skip
     rc = main([str(x) for kv in opts.items() for x in kv])
     assert rc == 2

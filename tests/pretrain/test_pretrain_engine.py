@@ -12,6 +12,7 @@ from pretrain.config import load_cfg
 from pretrain.engine import Trainer, learning_rate
 from pretrain.errors import PretrainError
 from pretrain.monitor import Monitor, drop_records_after
+from pretrain.split_bn import SplitBatchNorm2d
 
 # pretraining recipes; linear_*.yaml are linear-probe configs (pretrain.linear_eval, own schema and tests)
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "pretrain" / "configs").glob("*.yaml")
@@ -114,6 +115,16 @@ def test_syncbn_fallback_is_logged(tiny_root, tmp_path):
         "SyncBN requested but not distributed: using BatchNorm" in (tmp_path / "bn" / "log.txt").read_text()
     )
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
+
+
+def test_one_process_splits_bn_in_both_encoders(tiny_root, tmp_path):
+    trainer = Trainer(run_cfg(tiny_root, tmp_path / "split", **{"MODEL.SHUFFLE_BN_SPLITS": 2}))
+    for encoder in (trainer.model.encoder_q, trainer.model.encoder_k):
+        bns = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert bns and all(isinstance(m, SplitBatchNorm2d) and m.num_splits == 2 for m in bns)
+    assert "shuffle-BN over 2 BN sub-batches" in (tmp_path / "split" / "log.txt").read_text()
+    with pytest.raises(PretrainError, match=r"BATCH_SIZE 4 does not split into MODEL\.SHUFFLE_BN_SPLITS=8"):
+        Trainer(run_cfg(tiny_root, tmp_path / "odd", **{"MODEL.SHUFFLE_BN_SPLITS": 8}))
 
 
 def test_cosine_schedule_and_step_schedule():
