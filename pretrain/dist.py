@@ -1,5 +1,4 @@
-"""Every torch.distributed call of the package lives here; on one process every helper is an identity,
-except `batch_shuffle`, which still permutes the local batch (for split BN, see split_bn.py).
+"""Every torch.distributed call of the package lives here; all helpers are identities on one process.
 
 Initialisation reads the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or, when
 started by `srun` without torchrun, the SLURM environment (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID),
@@ -123,13 +122,13 @@ def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
 def batch_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Shuffle-BN (MoCo Sec. 3.3): this process's slice of a global permutation of all processes' batches.
 
-    Returns the local shuffled batch and the index that undoes it. On one process the permutation is
-    local: it moves each key to another BN sub-batch than its query when BN is split (split_bn.py).
+    Returns the local shuffled batch and the index that undoes it; (x, None) on one process.
     """
+    if not is_distributed():
+        return x, None
     x_all = all_gather(x)  # (N * world, ...)
     perm = torch.randperm(x_all.shape[0], device=x.device)
-    if is_distributed():
-        dist.broadcast(perm, src=0)
+    dist.broadcast(perm, src=0)
     idx_unshuffle = torch.argsort(perm)
     n = x.shape[0]
     return x_all[perm[get_rank() * n : (get_rank() + 1) * n]], idx_unshuffle
@@ -137,7 +136,8 @@ def batch_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 @torch.no_grad()
 def batch_unshuffle(x: torch.Tensor, idx_unshuffle: torch.Tensor | None) -> torch.Tensor:
-    """Undo `batch_shuffle` for an output computed on the shuffled batch (None: not shuffled)."""
+    """Undo `batch_shuffle` for an output computed on the shuffled batch (on one process: undo
+    `split_bn.shuffle_sub_batches`)."""
     if idx_unshuffle is None:
         return x
     x_all = all_gather(x)

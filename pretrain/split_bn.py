@@ -5,7 +5,7 @@ key is the only key of the current batch among the logits, and the current batch
 (queue negatives were normalised with other batches' statistics). With several GPUs each normalises its
 own sub-batch and the keys are shuffled across GPUs before the key encoder. On one process the same
 effect needs BN statistics per sub-batch (`SplitBatchNorm2d`) plus a local shuffle of the key batch
-(`dist.batch_shuffle`); with `num_splits` = 8 and batch 256 this is what 8 GPUs of 32 images compute.
+(`shuffle_sub_batches`); with `num_splits` = 8 and batch 256 this is what 8 GPUs of 32 images compute.
 """
 
 import torch
@@ -70,3 +70,13 @@ def split_batch_norm(module: nn.Module, num_splits: int) -> nn.Module:
     for name, child in module.named_children():
         setattr(module, name, split_batch_norm(child, num_splits))
     return module
+
+
+def shuffle_sub_batches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key batch in random order and the index that restores it (`dist.batch_unshuffle` applies it).
+
+    With split BN a key then lands in another sub-batch than its query (with probability 1 - 1/splits),
+    as a key shuffled to another GPU does.
+    """
+    perm = torch.randperm(x.shape[0], device=x.device)
+    return x[perm], torch.argsort(perm)

@@ -2,7 +2,7 @@
 
 A subclass builds the query encoder's heads and implements ONE hook, `compute_losses`. Everything else
 is here: the key encoder (a deep copy, no gradients), its EMA over every query parameter (pairs derived
-by name, so a new head cannot be forgotten), shuffle-BN for the keys under DDP, and the queues.
+by name, so a new head cannot be forgotten), shuffle-BN for the keys, and the queues.
 """
 
 import copy
@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import dist
 from ..modules import Encoder, FeatureQueue
+from ..split_bn import shuffle_sub_batches
 
 
 class MomentumContrast(nn.Module, ABC):
@@ -66,10 +67,12 @@ class MomentumContrast(nn.Module, ABC):
 
     @torch.no_grad()
     def encode_keys(self, view_k: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Key outputs from the momentum encoder, with shuffle-BN across processes when distributed."""
+        """Key outputs from the momentum encoder with shuffle-BN: keys permuted across processes under DDP,
+        across the BN sub-batches of split_bn.py on one process."""
         idx_unshuffle = None
         if self.shuffle_bn:
-            view_k, idx_unshuffle = dist.batch_shuffle(view_k)
+            shuffle = dist.batch_shuffle if dist.is_distributed() else shuffle_sub_batches
+            view_k, idx_unshuffle = shuffle(view_k)
         keys = self.encoder_k(view_k)
         keys.pop("c5")  # the raw key C5 map is used by no loss: do not gather it across processes
         return {name: dist.batch_unshuffle(t, idx_unshuffle) for name, t in keys.items()}

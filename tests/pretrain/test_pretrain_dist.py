@@ -1,5 +1,4 @@
-"""dist.py: identities on one process (but for a local key shuffle); shuffle/unshuffle and gather across two
-gloo processes."""
+"""dist.py: identities on one process; shuffle/unshuffle and gather across two gloo processes."""
 
 import pytest
 import torch
@@ -9,16 +8,12 @@ import torch.multiprocessing as mp
 from pretrain import dist
 
 
-def test_identities_on_one_process_and_a_local_key_shuffle():
-    x = torch.arange(64.0).reshape(32, 2)
+def test_identities_on_one_process():
+    x = torch.arange(6.0).reshape(3, 2)
     assert dist.all_gather(x) is x
-    assert dist.batch_unshuffle(x, None) is x
-    assert dist.get_world_size() == 1 and dist.get_rank() == 0
-    torch.manual_seed(0)
     shuffled, idx = dist.batch_shuffle(x)
-    assert not torch.equal(shuffled, x)  # a permutation of 32 rows is the identity with chance 1/32!
-    assert torch.equal(shuffled.sort(dim=0).values, x)
-    assert torch.equal(dist.batch_unshuffle(shuffled * 2, idx), x * 2)
+    assert shuffled is x and idx is None and dist.batch_unshuffle(x, None) is x
+    assert dist.get_world_size() == 1 and dist.get_rank() == 0
 
 
 def _worker(rank: int, init_file: str, results) -> None:

@@ -1,11 +1,12 @@
-"""split_bn.py: per-sub-batch BN statistics, plain-BN parameters, and its use by the one-process trainer."""
+"""split_bn.py: per-sub-batch BN statistics, plain-BN parameters and buffers, the local key shuffle."""
 
 import pytest
 import torch
 from torch import nn
 
+from pretrain import dist
 from pretrain.errors import PretrainError
-from pretrain.split_bn import SplitBatchNorm2d, split_batch_norm
+from pretrain.split_bn import SplitBatchNorm2d, shuffle_sub_batches, split_batch_norm
 
 
 def _bn_pair(num_splits: int) -> tuple[nn.BatchNorm2d, SplitBatchNorm2d]:
@@ -76,3 +77,12 @@ def test_batch_that_does_not_split_is_a_clear_error():
     _, split = _bn_pair(4)
     with pytest.raises(PretrainError, match=r"MODEL\.SHUFFLE_BN_SPLITS=4"):
         split(torch.randn(6, 3, 2, 2))
+
+
+def test_key_shuffle_on_one_process_is_undone_by_batch_unshuffle():
+    x = torch.arange(64.0).reshape(32, 2)
+    torch.manual_seed(0)
+    shuffled, idx = shuffle_sub_batches(x)
+    assert not torch.equal(shuffled, x)  # a permutation of 32 rows is the identity with chance 1/32!
+    assert torch.equal(shuffled.sort(dim=0).values, x)
+    assert torch.equal(dist.batch_unshuffle(shuffled * 2, idx), x * 2)  # an "encoder" on the shuffled keys
