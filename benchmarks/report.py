@@ -84,11 +84,11 @@ def wide_table(
     for task in table.tasks:
         for metric in task.metrics:
             mine = ours[(ours["task"] == task.name) & (ours["metric"] == metric.name)]
-            values = {
-                row.key: dict(zip(sel["seed"].astype(int), sel["value"].astype(float)))
-                for row in rows
-                for sel in [mine[mine["row"] == row.key]]
-            }
+            by_row = {
+                key: dict(zip(trials["seed"].astype(int), trials["value"].astype(float)))
+                for key, trials in mine.groupby("row")
+            }  # row key -> {seed: value}
+            values = {row.key: by_row.get(row.key, {}) for row in rows}
             _, tests = row_tests(values, table.reference_row)
             for row in rows:
                 trial = list(values[row.key].values())
