@@ -42,6 +42,8 @@ _C.DATA.NUM_WORKERS = 8  # DataLoader worker processes per training process (0 =
 _C.DATA.MEAN = [0.485, 0.456, 0.406]  # RGB normalisation mean (ImageNet, 0-1 scale)
 _C.DATA.STD = [0.229, 0.224, 0.225]  # RGB normalisation std (ImageNet, 0-1 scale)
 _C.DATA.BLUR_KERNEL_FRACTION = 0.1  # Gaussian blur kernel = this fraction of IMAGE_SIZE, made odd
+_C.DATA.BLUR_SIGMA = [0.1, 2.0]  # Gaussian blur sigma range for BLUR_REFERENCE_SIZE px crops (MoCo-v2)
+_C.DATA.BLUR_REFERENCE_SIZE = 224  # sigma scales by IMAGE_SIZE / this (0 = use BLUR_SIGMA as is)
 
 _C.SOLVER = CN()
 _C.SOLVER.EPOCHS = 200  # training length in epochs (ignored when MAX_ITERS > 0)

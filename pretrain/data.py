@@ -3,6 +3,8 @@
 Two-crop MoCo-v2 augmentation (Chen et al., arXiv 2003.04297, Sec. 3; the DenseCL paper uses the same):
 each view independently gets RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) w.p. 0.8,
 grayscale w.p. 0.2, Gaussian blur sigma U(0.1, 2) w.p. 0.5, horizontal flip, mean/std normalisation.
+The blur's sigma is the recipe's for 224 px crops and scales with the crop size (like its kernel), so a
+scaled run blurs as much relative to its crop as the recipe does.
 Each view can also report where it came from (crop box in image pixels and flip flag), which DenseCL's
 geometric-correspondence ablation (MODEL.DENSECL.MATCHING geometry) needs to pair grid cells.
 """
@@ -43,6 +45,17 @@ def blur_kernel_size(image_size: int, fraction: float) -> int:
     return k if k % 2 else k + 1
 
 
+def blur_sigma_range(image_size: int, sigma: list[float], reference_size: int) -> tuple[float, float]:
+    """The recipe's blur sigma range (given for `reference_size` px crops) scaled to `image_size` px crops.
+
+    MoCo-v2 blurs 224 px crops with sigma U(0.1, 2.0); a 64 px crop of the same content needs 64 / 224 of
+    that to lose the same detail (sigma 2 would smear a 64 px crop as much as sigma 7 a 224 px one).
+    `reference_size` 0 keeps the range as given.
+    """
+    scale = image_size / reference_size if reference_size > 0 else 1.0
+    return sigma[0] * scale, sigma[1] * scale
+
+
 VIEW_PARAMS = ("x0", "y0", "x1", "y1", "flipped")  # one view's params: crop box in image pixels, flip flag
 
 
@@ -56,13 +69,20 @@ class MoCoV2View:
     original image: view coordinate u in [0, 1] (before the flip) shows image x = x0 + u * (x1 - x0).
     """
 
-    def __init__(self, size: int, blur_kernel: int, mean: list[float], std: list[float]):
+    def __init__(
+        self,
+        size: int,
+        blur_kernel: int,
+        mean: list[float],
+        std: list[float],
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+    ):
         self.crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
         self.photometric = T.Compose(
             [
                 T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
                 T.RandomGrayscale(p=0.2),
-                T.RandomApply([T.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=0.5),
+                T.RandomApply([T.GaussianBlur(blur_kernel, sigma=blur_sigma)], p=0.5),
             ]
         )
         self.flip_p = 0.5
@@ -88,7 +108,11 @@ def mocov2_view_transform(cfg) -> MoCoV2View:
     """One randomly augmented view (the MoCo-v2 recipe), as a normalised (3, S, S) tensor."""
     size = cfg.DATA.IMAGE_SIZE
     return MoCoV2View(
-        size, blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION), cfg.DATA.MEAN, cfg.DATA.STD
+        size,
+        blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION),
+        cfg.DATA.MEAN,
+        cfg.DATA.STD,
+        blur_sigma_range(size, cfg.DATA.BLUR_SIGMA, cfg.DATA.BLUR_REFERENCE_SIZE),
     )
 
 

@@ -189,7 +189,7 @@ def test_view_transform_draws_exactly_as_the_torchvision_pipeline():
             T.RandomResizedCrop(32, scale=(0.2, 1.0)),
             T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
             T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
+            T.RandomApply([T.GaussianBlur(3, sigma=(0.1 * 32 / 224, 2.0 * 32 / 224))], p=0.5),
             T.RandomHorizontalFlip(),
             T.ToTensor(),
             T.Normalize(cfg.DATA.MEAN, cfg.DATA.STD),

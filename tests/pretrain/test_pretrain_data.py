@@ -4,7 +4,7 @@ import pytest
 import torch
 from pretrain_testutils import tiny_cfg, write_jpegs
 
-from pretrain.data import ResumableDistributedSampler, blur_kernel_size, build_dataset
+from pretrain.data import ResumableDistributedSampler, blur_kernel_size, blur_sigma_range, build_dataset
 from pretrain.errors import PretrainError
 from pretrain.train_net import main
 
@@ -33,6 +33,12 @@ def test_blur_kernel_is_odd_and_about_ten_percent():
     assert blur_kernel_size(224, 0.1) == 23
     assert blur_kernel_size(64, 0.1) == 7
     assert blur_kernel_size(32, 0.1) == 3
+
+
+def test_blur_sigma_scales_with_the_crop_like_the_kernel():
+    assert blur_sigma_range(224, [0.1, 2.0], 224) == pytest.approx((0.1, 2.0))
+    assert blur_sigma_range(64, [0.1, 2.0], 224) == pytest.approx((0.1 * 64 / 224, 2.0 * 64 / 224))
+    assert blur_sigma_range(64, [0.1, 2.0], 0) == (0.1, 2.0)
 
 
 def test_missing_dataset_names_path_and_layout(tmp_path):
