@@ -3,9 +3,11 @@
 `python -m benchmarks.speed_pretrain [--arch resnet18 --batch 32 --size 64 --iters 10 --device cpu]`
 (`--amp-cpu`: bfloat16 autocast on CPU, as TRAIN.AMP_CPU; run with and without it for the speed-up)
 
-Both models get the same backbone, batch and input. A step is forward + backward + SGD step (key
-encoder EMA and enqueue included). After warm-up the two methods run interleaved (alternating which
-goes first) and the medians are compared; the DenseCL paper reports DenseCL "<1%" slower on 8 V100.
+Both models get the same backbone, batch and input, and one-process shuffle-BN as the engine builds it
+(`--bn-splits`, default 2 = the tiny profile's MODEL.SHUFFLE_BN_SPLITS; 1 = plain BatchNorm). A step is
+forward + backward + SGD step (key encoder EMA and enqueue included). After warm-up the two methods run
+interleaved (alternating which goes first) and the medians are compared; the DenseCL paper reports
+DenseCL "<1%" slower on 8 V100.
 The data pipeline is timed in one process: JPEG decode + two MoCo-v2 views per image.
 """
 
@@ -23,6 +25,7 @@ from PIL import Image
 from pretrain.config import get_cfg
 from pretrain.data import ImageListDataset, TwoCropsTransform, mocov2_view_transform
 from pretrain.methods import build_model
+from pretrain.split_bn import split_batch_norm
 from transfer.runtime import cpu_has_native_bf16
 
 
@@ -48,7 +51,11 @@ def time_steps(args, device: torch.device) -> dict[str, float]:
     runners = {}
     for method in ("mocov2", "densecl"):
         torch.manual_seed(0)
-        model = build_model(make_cfg(method, args)).to(device, memory_format=fmt).train()
+        model = build_model(make_cfg(method, args))
+        if args.bn_splits > 1:
+            model.encoder_q = split_batch_norm(model.encoder_q, args.bn_splits)
+            model.encoder_k = split_batch_norm(model.encoder_k, args.bn_splits)
+        model = model.to(device, memory_format=fmt).train()
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
         runners[method] = (model, opt)
     amp = args.amp if device.type == "cuda" else args.amp_cpu and cpu_has_native_bf16()
@@ -106,6 +113,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--queue", type=int, default=4096, help="queue size K")
+    parser.add_argument(
+        "--bn-splits", type=int, default=2, help="BN sub-batches on one process (MODEL.SHUFFLE_BN_SPLITS)"
+    )
     parser.add_argument("--grid", type=int, default=0, help="DenseCL grid S (0 = native C5 size)")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA (default bf16)")
     parser.add_argument(
@@ -122,13 +132,16 @@ def main(argv=None) -> int:
     ips = data_images_per_s(args)
     print(
         f"device {device}, threads {torch.get_num_threads()}, {args.arch}, batch {args.batch}, "
-        f"{args.size} px, {'bfloat16 autocast' if amp else 'fp32'}"
+        f"{args.size} px, {'bfloat16 autocast' if amp else 'fp32'}, BN over {args.bn_splits} sub-batch(es)"
     )
     for method, t in medians.items():
         print(f"  {method:8s} {t:.4f} s/iter  ({args.batch / t:.1f} images/s)")
     print(f"  DenseCL / MoCo-v2 step time: {ratio:.3f}  (paper: <1.01 on 8 V100, R-50, 224 px)")
     print(f"  data pipeline (decode + 2 views, 1 process): {ips:.1f} images/s")
-    record = {"device": str(device), "arch": args.arch, "batch": args.batch, "size": args.size, "amp": amp}
+    record = {
+        "device": str(device), "arch": args.arch, "batch": args.batch, "size": args.size, "amp": amp,
+        "bn_splits": args.bn_splits,
+    }  # fmt: skip
     print(json.dumps({**record, "s_per_iter": medians, "ratio": ratio, "data_images_per_s": ips}))
     return 0
 
