@@ -52,6 +52,10 @@ def blur_sigma_range(image_size: int, sigma: list[float], reference_size: int) -
     that to lose the same detail (sigma 2 would smear a 64 px crop as much as sigma 7 a 224 px one).
     `reference_size` 0 keeps the range as given.
     """
+    if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]:
+        raise PretrainError(
+            f"DATA.BLUR_SIGMA {list(sigma)}: expected [min, max] with 0 < min <= max (MoCo-v2: [0.1, 2.0])"
+        )
     scale = image_size / reference_size if reference_size > 0 else 1.0
     return sigma[0] * scale, sigma[1] * scale
 

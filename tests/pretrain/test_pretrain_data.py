@@ -39,6 +39,8 @@ def test_blur_sigma_scales_with_the_crop_like_the_kernel():
     assert blur_sigma_range(224, [0.1, 2.0], 224) == pytest.approx((0.1, 2.0))
     assert blur_sigma_range(64, [0.1, 2.0], 224) == pytest.approx((0.1 * 64 / 224, 2.0 * 64 / 224))
     assert blur_sigma_range(64, [0.1, 2.0], 0) == (0.1, 2.0)
+    with pytest.raises(PretrainError, match=r"DATA\.BLUR_SIGMA \[2\.0, 0\.1\]: expected \[min, max\]"):
+        blur_sigma_range(64, [2.0, 0.1], 224)
 
 
 def test_missing_dataset_names_path_and_layout(tmp_path):
