@@ -25,7 +25,7 @@ from PIL import Image
 from pretrain.config import get_cfg
 from pretrain.data import ImageListDataset, TwoCropsTransform, mocov2_view_transform
 from pretrain.methods import build_model
-from pretrain.split_bn import split_batch_norm
+from pretrain.split_bn import split_encoders_batch_norm
 from transfer.runtime import cpu_has_native_bf16
 
 
@@ -53,8 +53,7 @@ def time_steps(args, device: torch.device) -> dict[str, float]:
         torch.manual_seed(0)
         model = build_model(make_cfg(method, args))
         if args.bn_splits > 1:
-            model.encoder_q = split_batch_norm(model.encoder_q, args.bn_splits)
-            model.encoder_k = split_batch_norm(model.encoder_k, args.bn_splits)
+            split_encoders_batch_norm(model, args.bn_splits)
         model = model.to(device, memory_format=fmt).train()
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
         runners[method] = (model, opt)

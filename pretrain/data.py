@@ -77,9 +77,9 @@ class MoCoV2View:
         self,
         size: int,
         blur_kernel: int,
+        blur_sigma: tuple[float, float],
         mean: list[float],
         std: list[float],
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
     ):
         self.crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
         self.photometric = T.Compose(
@@ -114,9 +114,9 @@ def mocov2_view_transform(cfg) -> MoCoV2View:
     return MoCoV2View(
         size,
         blur_kernel_size(size, cfg.DATA.BLUR_KERNEL_FRACTION),
+        blur_sigma_range(size, cfg.DATA.BLUR_SIGMA, cfg.DATA.BLUR_REFERENCE_SIZE),
         cfg.DATA.MEAN,
         cfg.DATA.STD,
-        blur_sigma_range(size, cfg.DATA.BLUR_SIGMA, cfg.DATA.BLUR_REFERENCE_SIZE),
     )
 
 

@@ -22,7 +22,7 @@ from .data import ResumableDistributedSampler, build_dataset, returns_view_param
 from .errors import PretrainError
 from .methods import build_model
 from .monitor import Monitor, setup_logging
-from .split_bn import split_batch_norm
+from .split_bn import split_encoders_batch_norm
 
 
 def resolve_device(cfg) -> torch.device:
@@ -170,8 +170,7 @@ class Trainer:
                         f"MODEL.SHUFFLE_BN_SPLITS={splits} BN sub-batches; use a multiple of it, or set "
                         "MODEL.SHUFFLE_BN_SPLITS to a divisor of the batch."
                     )
-                model.encoder_q = split_batch_norm(model.encoder_q, splits)
-                model.encoder_k = split_batch_norm(model.encoder_k, splits)
+                split_encoders_batch_norm(model, splits)
                 self.logger.info("one process: shuffle-BN over %d BN sub-batches of the batch", splits)
         else:
             model = dist.maybe_convert_sync_bn(model, self.cfg.TRAIN.SYNC_BN)

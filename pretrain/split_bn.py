@@ -72,6 +72,14 @@ def split_batch_norm(module: nn.Module, num_splits: int) -> nn.Module:
     return module
 
 
+def split_encoders_batch_norm(model: nn.Module, num_splits: int) -> nn.Module:
+    """Both encoders of a momentum-contrast `model` (query and key, which must normalise alike) with BN
+    over `num_splits` sub-batches; converted in place, returned for chaining."""
+    model.encoder_q = split_batch_norm(model.encoder_q, num_splits)
+    model.encoder_k = split_batch_norm(model.encoder_k, num_splits)
+    return model
+
+
 def shuffle_sub_batches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The key batch in random order and the index that restores it (`dist.batch_unshuffle` applies it).
 
