@@ -19,7 +19,7 @@ from pathlib import Path
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import DefaultTrainer, default_argument_parser, launch
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_aware_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
@@ -30,6 +30,7 @@ from transfer.checkpoint_io import write_atomic
 from transfer.config import add_transfer_config
 from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
 from transfer.errors import TransferError
+from transfer.run_setup import setup_run
 from transfer.runtime import (
     autocast_training_on_cpu,
     fall_back_to_bn,
@@ -128,7 +129,7 @@ def setup(args):
     fall_back_to_bn(cfg, comm.get_world_size())
     lr_scaling = scale_learning_rate(cfg)
     cfg.freeze()
-    default_setup(cfg, args)  # logging, config.yaml dump, seeding
+    setup_run(cfg, args)  # detectron2/fvcore logging, config.yaml dump, seeding
     return cfg, lr_scaling
 
 

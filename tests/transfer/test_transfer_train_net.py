@@ -125,7 +125,9 @@ def _check_metrics(out_dir, task: str, weights: str) -> dict:
         scaling["configured_base_lr"] * 2 / scaling["reference_ims_per_batch"]
     )
     assert (out_dir / "config.yaml").is_file()
-    assert "SyncBN -> BN" in (out_dir / "log.txt").read_text()
+    log = (out_dir / "log.txt").read_text()
+    assert "SyncBN -> BN" in log and "Running with full config" in log
+    assert "\x1b[" not in log, "terminal colour codes in log.txt"
     return record
 
 
