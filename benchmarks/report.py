@@ -23,7 +23,7 @@ from benchmarks.atomic import atomic_write, atomic_write_text
 from benchmarks.collect import write_csv
 from benchmarks.experiments import ROWS, TABLES, Row, Table
 from benchmarks.matrix import TableView
-from benchmarks.stats import ALPHA, MIN_SEEDS, row_tests
+from benchmarks.stats import ALPHA, MIN_SEEDS, row_tests, significant
 
 SOURCES = {
     "readme": "official DenseCL/MoCo README",
@@ -122,9 +122,9 @@ def _fmt(value: float, std: float = math.nan) -> str:
 
 def _marks(rec: pd.Series, label: str) -> str:
     marks = ""
-    if rec[f"{label} | p vs reference"] < ALPHA:  # NaN compares False: untested is never marked
+    if significant(rec[f"{label} | p vs reference"]):
         marks += MARK_REFERENCE
-    if rec[f"{label} | p vs best"] < ALPHA:
+    if significant(rec[f"{label} | p vs best"]):
         marks += MARK_BEST
     return f" {marks}" if marks else ""
 
@@ -270,10 +270,10 @@ def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
             p = r[f"{metric} | p vs reference"]
             if math.isnan(p):
                 group = f"not tested (< {MIN_SEEDS} seeds)"
-            elif p >= ALPHA:
-                group = f"not significantly different from {name}"
-            else:
+            elif significant(p):
                 group = f"beats {name}" if r[key] > base else f"significantly below {name}"
+            else:
+                group = f"not significantly different from {name}"
             groups.setdefault(group, []).append(f"{r['label']} {r[key]:.1f}")
         verdicts = "; ".join(f"{group}: {', '.join(labels)}" for group, labels in groups.items())
         lines.append(text + f"; vs {name} ({base:.1f}), t-test over seeds at p < {ALPHA}: {verdicts}")

@@ -62,9 +62,9 @@ def compare_p(a: Mapping[int, float], b: Mapping[int, float]) -> float:
     return math.nan
 
 
-def significant(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
-    """True only when the rows were tested (compare_p) and p < ALPHA."""
-    return compare_p(a, b) < ALPHA  # NaN compares False
+def significant(p: float) -> bool:
+    """True only for a tested comparison (p not NaN, see compare_p) with p < ALPHA."""
+    return p < ALPHA  # NaN compares False: untested is never significant
 
 
 def row_tests(

@@ -97,9 +97,9 @@ def test_edge_cases_and_minimum_seeds():
     assert paired_p(_seeds([5.0, 6.0, 7.0]), _seeds([5.0, 6.0, 7.0])) == 1.0
     assert paired_p(_seeds([6.0, 7.0, 8.0]), _seeds([5.0, 6.0, 7.0])) == 0.0  # the same gain on every seed
     assert math.isnan(paired_p(_seeds([1.0, 2.0]), _seeds([3.0, 4.0], first=1)))  # one shared seed
-    assert not significant(_seeds([30.0, 31.0]), _seeds([10.0, 11.0]))  # clearly apart, 2 seeds: not tested
-    assert significant(_seeds([30.0, 31.0, 29.0]), _seeds([10.0, 11.0, 9.0]))
-    assert not significant(_seeds([30.0, 31.0, 29.0]), _seeds([30.5, 29.5, 31.0]))
+    assert not significant(compare_p(_seeds([30.0, 31.0]), _seeds([10.0, 11.0])))  # 2 seeds: not tested
+    assert significant(compare_p(_seeds([30.0, 31.0, 29.0]), _seeds([10.0, 11.0, 9.0])))
+    assert not significant(compare_p(_seeds([30.0, 31.0, 29.0]), _seeds([30.5, 29.5, 31.0])))
 
 
 def _long(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
