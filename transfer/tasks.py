@@ -2,16 +2,18 @@
 
 Metric names (shared interface 4): voc_det AP (COCO-style 0.50:0.95 averaged over IoU thresholds, VOC07
 11-point), AP50, AP75; coco_det_inst APb* (boxes) and APm* (masks); semantic segmentation mIoU, mAcc,
-pAcc. All in percent, as Detectron2 reports them.
+pAcc. All in percent, as Detectron2 reports them. Per-class values (AP-<class>, AP50-<class> for VOC;
+AP-<class> for COCO boxes and masks; IoU-<class>, ACC-<class> for segmentation) go beside them.
 """
 
 import logging
 import math
 
-from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator
+from detectron2.evaluation import COCOEvaluator, SemSegEvaluator
 
 from transfer.data.sem_seg_mapper import load_label_array
 from transfer.errors import TransferError
+from transfer.voc_evaluation import VOCDetectionEvaluator
 
 # task -> {our metric name: (Detectron2 result group, Detectron2 metric name)}
 TASK_METRICS = {
@@ -31,6 +33,7 @@ TASK_METRICS = {
         "pAcc": ("sem_seg", "pACC"),
     },
 }
+PER_CLASS_PREFIXES = ("AP-", "AP50-", "IoU-", "ACC-")  # Detectron2's per-class result keys (+ ours, AP50-)
 SEM_SEG_TASKS = ("voc_sem_seg", "cityscapes_sem_seg")
 DETECTION_TASKS = ("voc_det", "coco_det_inst")
 
@@ -47,9 +50,9 @@ def check_task(task: str) -> str:
 
 
 def build_task_evaluator(task: str, dataset_name: str, output_dir: str):
-    """PascalVOCDetectionEvaluator | COCOEvaluator (bbox+segm, pure-Python COCOeval) | SemSegEvaluator."""
+    """VOCDetectionEvaluator | COCOEvaluator (bbox+segm, pure-Python COCOeval) | SemSegEvaluator."""
     if task == "voc_det":
-        return PascalVOCDetectionEvaluator(dataset_name)
+        return VOCDetectionEvaluator(dataset_name)
     if task == "coco_det_inst":
         return COCOEvaluator(dataset_name, tasks=("bbox", "segm"), output_dir=output_dir, use_fast_impl=False)
     return SemSegEvaluator(
@@ -73,3 +76,14 @@ def task_metrics(task: str, results: dict) -> dict[str, float]:
             value = 0.0
         metrics[name] = value
     return metrics
+
+
+def per_class_metrics(results: dict) -> dict[str, float | None]:
+    """Every per-class value of Detectron2's results as "<group>/<key>" (e.g. "bbox/AP50-cat",
+    "sem_seg/IoU-road"); None where it is NaN (a class absent from the test set)."""
+    return {
+        f"{group}/{key}": None if math.isnan(float(value)) else float(value)
+        for group, values in results.items()
+        for key, value in values.items()
+        if key.startswith(PER_CLASS_PREFIXES)
+    }

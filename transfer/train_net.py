@@ -37,7 +37,7 @@ from transfer.runtime import (
     scale_learning_rate,
     select_device,
 )
-from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, task_metrics
+from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, per_class_metrics, task_metrics
 from transfer.weights import resolve_weights
 
 logger = logging.getLogger("transfer.train_net")
@@ -133,11 +133,13 @@ def setup(args):
     return cfg, lr_scaling
 
 
-def write_metrics(cfg, args, metrics: dict, iters: int, wall_s: float, lr_scaling: dict) -> Path:
-    """OUTPUT_DIR/metrics.json (shared interface 4), written atomically."""
+def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scaling: dict) -> Path:
+    """OUTPUT_DIR/metrics.json (shared interface 4; `per_class` beside it), written atomically."""
+    metrics = task_metrics(cfg.TRANSFER.TASK, results)
     record = {
         "task": cfg.TRANSFER.TASK,
         "metrics": metrics,
+        "per_class": per_class_metrics(results),
         "iters": iters,
         "wall_s": round(wall_s, 3),
         "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH,
@@ -179,14 +181,7 @@ def main(args):
         trainer.train()
         results, iters = trainer._last_eval_results, cfg.SOLVER.MAX_ITER  # set by the final EvalHook
     if comm.is_main_process():
-        write_metrics(
-            cfg,
-            args,
-            task_metrics(cfg.TRANSFER.TASK, results),
-            iters,
-            time.perf_counter() - start,
-            lr_scaling,
-        )
+        write_metrics(cfg, args, results, iters, time.perf_counter() - start, lr_scaling)
     return results
 
 

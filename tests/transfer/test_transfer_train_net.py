@@ -128,6 +128,8 @@ def _check_metrics(out_dir, task: str, weights: str) -> dict:
     log = (out_dir / "log.txt").read_text()
     assert "SyncBN -> BN" in log and "Running with full config" in log
     assert "\x1b[" not in log, "terminal colour codes in log.txt"
+    prefix = {"voc_det": "bbox/AP50-", "coco_det_inst": "segm/AP-"}.get(task, "sem_seg/IoU-")
+    assert any(key.startswith(prefix) for key in record["per_class"]), sorted(record["per_class"])[:5]
     return record
 
 
