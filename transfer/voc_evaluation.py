@@ -34,10 +34,15 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
                 detections[class_id].extend(lines)
         ap = self._ap_per_class(detections)  # (classes, thresholds)
         ap_per_iou = ap.mean(axis=0)
-        bbox = {"AP": float(ap_per_iou.mean()), "AP50": float(ap_per_iou[0]), "AP75": float(ap_per_iou[5])}
+        at_50, at_75 = IOU_THRESHOLDS.index(0.5), IOU_THRESHOLDS.index(0.75)
+        bbox = {
+            "AP": float(ap_per_iou.mean()),
+            "AP50": float(ap_per_iou[at_50]),
+            "AP75": float(ap_per_iou[at_75]),
+        }
         for name, row in zip(self._class_names, ap):
             bbox[f"AP-{name}"] = float(row.mean())
-            bbox[f"AP50-{name}"] = float(row[0])
+            bbox[f"AP50-{name}"] = float(row[at_50])
         return {"bbox": bbox}
 
     def _ap_per_class(self, detections: dict[int, list[str]]) -> np.ndarray:

@@ -22,9 +22,9 @@ def _noisy_detections(records: list[dict], rng: np.random.Generator) -> list[tup
         for ann in rec["annotations"]:
             boxes.append(np.asarray(ann["bbox"], dtype=np.float32) + rng.normal(0.0, 3.0, 4))
             wrong = rng.random() < 0.2
-            classes.append(int(rng.integers(20)) if wrong else ann["category_id"])
+            classes.append(int(rng.integers(len(VOC_CLASS_NAMES))) if wrong else ann["category_id"])
         boxes.append(np.array([0.0, 0.0, 20.0, 20.0], dtype=np.float32))
-        classes.append(int(rng.integers(20)))
+        classes.append(int(rng.integers(len(VOC_CLASS_NAMES))))
         instances = Instances((rec["height"], rec["width"]))
         instances.pred_boxes = Boxes(torch.tensor(np.stack(boxes)))
         instances.scores = torch.tensor(rng.random(len(boxes)), dtype=torch.float32)
