@@ -44,6 +44,10 @@ _C.DATA.STD = [0.229, 0.224, 0.225]  # RGB normalisation std (ImageNet, 0-1 scal
 _C.DATA.BLUR_KERNEL_FRACTION = 0.1  # Gaussian blur kernel = this fraction of IMAGE_SIZE, made odd
 _C.DATA.BLUR_SIGMA = [0.1, 2.0]  # Gaussian blur sigma range for BLUR_REFERENCE_SIZE px crops (MoCo-v2)
 _C.DATA.BLUR_REFERENCE_SIZE = 224  # sigma scales by IMAGE_SIZE / this (0 = use BLUR_SIGMA as is)
+# True: an unreadable image is replaced by the next readable one and listed in OUTPUT_DIR/bad_images.txt
+# (pretrain/bad_images.py); False: it stops the run with its path
+_C.DATA.SKIP_BAD_IMAGES = False
+_C.DATA.MAX_BAD_IMAGES = 100  # with SKIP_BAD_IMAGES, more distinct unreadable files than this stop the run
 
 _C.SOLVER = CN()
 _C.SOLVER.EPOCHS = 200  # training length in epochs (ignored when MAX_ITERS > 0)

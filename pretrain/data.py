@@ -18,6 +18,7 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
+from .bad_images import BadImageLog
 from .config import dataset_root
 from .errors import PretrainError
 
@@ -157,21 +158,43 @@ def _is_image(path: Path) -> bool:
 
 
 class ImageListDataset(Dataset):
-    """A list of (path, label) decoded with `load_rgb` and passed through `transform`."""
+    """A list of (path, label) decoded with `load_rgb` and passed through `transform`.
 
-    def __init__(self, samples: list[tuple[Path, int]], transform, classes: list[str] | None = None):
+    An unreadable image raises PretrainError, unless `bad_images` is given: then it is recorded there
+    and the next readable sample of the list takes its place (label included).
+    """
+
+    def __init__(
+        self,
+        samples: list[tuple[Path, int]],
+        transform,
+        classes: list[str] | None = None,
+        bad_images: BadImageLog | None = None,
+    ):
         self.samples = samples
         self.transform = transform
         self.classes = classes or []
+        self.bad_images = bad_images
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        """The image and label at `index`, or at the first readable index after it (see the class)."""
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                return load_rgb(path), label
+            except PretrainError as e:
+                if self.bad_images is None:
+                    raise
+                self.bad_images.record(path, str(e.__cause__))
+        raise PretrainError(f"none of the {len(self.samples)} images of the dataset can be decoded.")
+
     def __getitem__(self, item: int | tuple[int, int]):
         """`item` is an index, or (index, augmentation seed) from ResumableDistributedSampler."""
         index, seed = item if isinstance(item, tuple) else (item, None)
-        path, label = self.samples[index]
-        img = load_rgb(path)
+        img, label = self._load(index)
         if seed is None:
             out = self.transform(img)
         else:
@@ -219,11 +242,12 @@ def returns_view_params(cfg) -> bool:
     return cfg.MODEL.METHOD == "densecl" and cfg.MODEL.DENSECL.MATCHING == "geometry"
 
 
-def build_dataset(cfg) -> ImageListDataset:
+def build_dataset(cfg, bad_images: BadImageLog | None = None) -> ImageListDataset:
     """Two-crop dataset for densecl/mocov2, (image, label) items for supervised.
 
     Two-crop items are (view_q, view_k, label), or (view_q, view_k, view_params (2, 5), label) when
-    `returns_view_params(cfg)`.
+    `returns_view_params(cfg)`. `bad_images`: where unreadable images are recorded and skipped (None:
+    they raise).
     """
     samples, classes = list_samples(cfg)
     if cfg.MODEL.METHOD == "supervised":
@@ -232,9 +256,9 @@ def build_dataset(cfg) -> ImageListDataset:
                 f"MODEL.METHOD supervised needs labels, but DATA.DATASET is {cfg.DATA.DATASET!r}; "
                 "set DATA.DATASET imagenet (class folders under <root>/imagenet/train)."
             )
-        return ImageListDataset(samples, supervised_transform(cfg), classes)
+        return ImageListDataset(samples, supervised_transform(cfg), classes, bad_images)
     two_crops = TwoCropsTransform(mocov2_view_transform(cfg), with_params=returns_view_params(cfg))
-    return ImageListDataset(samples, two_crops, classes)
+    return ImageListDataset(samples, two_crops, classes, bad_images)
 
 
 class ResumableDistributedSampler(Sampler[tuple[int, int]]):

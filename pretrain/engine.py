@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from transfer.runtime import cpu_has_native_bf16
 
 from . import checkpoint, dist
+from .bad_images import BadImageLog, bad_images_file, read_bad_images
 from .data import ResumableDistributedSampler, build_dataset, returns_view_params
 from .errors import PretrainError
 from .methods import build_model
@@ -136,7 +137,11 @@ class Trainer:
                 f"SOLVER.BATCH_SIZE {cfg.SOLVER.BATCH_SIZE} (the total over processes) is not divisible by "
                 f"the {world} processes; choose a multiple of {world}."
             )
-        self.dataset = build_dataset(cfg)
+        bad_images = None
+        if cfg.DATA.SKIP_BAD_IMAGES:
+            path = bad_images_file(self.out_dir, dist.get_rank(), world)
+            bad_images = BadImageLog(path, cfg.DATA.MAX_BAD_IMAGES)
+        self.dataset = build_dataset(cfg, bad_images)
         per_process = cfg.SOLVER.BATCH_SIZE // world
         self.sampler = ResumableDistributedSampler(
             len(self.dataset), per_process, dist.get_rank(), world, cfg.SEED
@@ -295,7 +300,17 @@ class Trainer:
         self.logger.info(
             "trained %d iterations in %.1f s", iteration - self.start_iter, time.perf_counter() - start
         )
+        skipped = self.skipped_images()
+        if skipped:
+            self.logger.warning(
+                "%d unreadable images were skipped (DATA.SKIP_BAD_IMAGES), listed in %s/bad_images*.txt",
+                len(skipped), self.out_dir,
+            )  # fmt: skip
         return self._save_final(iteration)
+
+    def skipped_images(self) -> set[str]:
+        """Paths listed in this OUTPUT_DIR's bad_images*.txt (every process's, on a shared file system)."""
+        return {path for f in self.out_dir.glob("bad_images*.txt") for path in read_bad_images(f)}
 
     def _save_final(self, iteration: int) -> Path | None:
         if not self.is_main:
@@ -309,6 +324,7 @@ class Trainer:
             "image_size": self.cfg.DATA.IMAGE_SIZE,
             "batch_size": self.cfg.SOLVER.BATCH_SIZE,
             "iters": iteration,
+            "skipped_images": len(self.skipped_images()),
             "epochs": iteration / self.iters_per_epoch,
             "config": self.cfg.dump(),
             "torch": str(torch.__version__),

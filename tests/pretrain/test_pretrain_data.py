@@ -4,6 +4,8 @@ import pytest
 import torch
 from pretrain_testutils import tiny_cfg, write_jpegs
 
+from pretrain import checkpoint
+from pretrain.bad_images import BadImageLog, read_bad_images
 from pretrain.data import ResumableDistributedSampler, blur_kernel_size, blur_sigma_range, build_dataset
 from pretrain.errors import PretrainError
 from pretrain.train_net import main
@@ -78,6 +80,51 @@ def test_cli_reports_corrupt_image_and_exits_2(tiny_root, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_skip_bad_images_takes_the_next_readable_sample_and_lists_it_once(tiny_root, tmp_path):
+    folder = tiny_root / "imagenet" / "train"
+    bad = folder / "n0001" / "zz_bad.jpg"  # sorted last in class 0: its successor is class 1's first image
+    bad.write_bytes(b"not a jpeg at all")
+    log = BadImageLog(tmp_path / "bad_images.txt", limit=5)
+    cfg = tiny_cfg("supervised", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "imagenet"})
+    ds = build_dataset(cfg, log)
+    index = [p for p, _ in ds.samples].index(bad)
+    assert ds.samples[index][1] == 0 and ds.samples[index + 1][1] == 1
+    for _ in range(2):  # a second epoch meets the same file again
+        image, label = ds[index]
+        assert image.shape == (3, 32, 32) and label == 1
+    records = read_bad_images(log.path)
+    assert list(records) == [str(bad)] and "cannot identify image file" in records[str(bad)]
+    assert len(log.path.read_text().splitlines()) == 1
+
+
+def test_skip_bad_images_stops_past_the_limit_with_the_list(tiny_root, tmp_path):
+    folder = tiny_root / "coco" / "train2017"
+    for name in ("a_bad.jpg", "b_bad.jpg"):
+        (folder / name).write_bytes(b"\x00" * 64)
+    log = BadImageLog(tmp_path / "bad_images.txt", limit=1)
+    ds = build_dataset(tiny_cfg(**{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}), log)
+    first = [p.name for p, _ in ds.samples].index("a_bad.jpg")
+    expected = r"2 images could not be decoded .*bad_images\.txt.*MAX_BAD_IMAGES 1"
+    with pytest.raises(PretrainError, match=expected):
+        ds[first]  # a_bad, then its successor b_bad: the second distinct failure passes the limit
+
+
+def test_cli_trains_through_a_bad_image_when_skipping(tiny_root, tmp_path):
+    bad = tiny_root / "coco" / "train2017" / "broken.jpg"
+    bad.write_bytes(b"\x00" * 64)
+    out = tmp_path / "out"
+    opts = {
+        "MODEL.ARCH": "resnet18", "DATA.DATASET": "coco", "DATA.ROOT": str(tiny_root), "DATA.NUM_WORKERS": 1,
+        "DATA.IMAGE_SIZE": "32", "SOLVER.BATCH_SIZE": "9", "MODEL.SHUFFLE_BN_SPLITS": "3",
+        "SOLVER.MAX_ITERS": "2", "MODEL.QUEUE_SIZE": "16", "MODEL.HIDDEN_DIM": "16",
+        "DATA.SKIP_BAD_IMAGES": "True", "OUTPUT_DIR": str(out),
+    }  # fmt: skip
+    assert main([str(x) for kv in opts.items() for x in kv]) == 0
+    assert list(read_bad_images(out / "bad_images.txt")) == [str(bad)]
+    assert checkpoint.load(out / "model_final.pth")["meta"]["skipped_images"] == 1
+    assert "1 unreadable images were skipped" in (out / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
