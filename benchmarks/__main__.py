@@ -22,7 +22,15 @@ from pathlib import Path
 
 from benchmarks.atomic import atomic_write_json
 from benchmarks.custom_rows import CustomRows
-from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder, Job, Selection, build_graph, preflight
+from benchmarks.jobs import (
+    MAKE_DATA_STAMP,
+    CommandBuilder,
+    Job,
+    Selection,
+    build_graph,
+    log_to_wandb,
+    preflight,
+)
 from benchmarks.matrix import Matrix
 from benchmarks.profile import BenchmarkError, Profile, load_profile
 
@@ -61,7 +69,8 @@ def _matrix(profile: Profile) -> Matrix:
 def _graph(args: argparse.Namespace, profile: Profile, matrix: Matrix) -> list[Job]:
     requested = args.num_gpus if args.num_gpus is not None else profile.num_gpus
     commands = CommandBuilder(num_gpus=effective_gpus(requested, args.executor))
-    return build_graph(profile, _selection(args), commands, matrix)
+    jobs = build_graph(profile, _selection(args), commands, matrix)
+    return log_to_wandb(jobs, args.wandb, profile.name) if args.wandb else jobs
 
 
 def print_plan(profile: Profile, jobs: list[Job], problems: list[str]) -> None:
@@ -287,6 +296,13 @@ def _add_selection(parser: argparse.ArgumentParser, tables: tuple[str, ...] = ("
     parser.add_argument("--seeds", type=int, default=None, help="trials per cell (default: the profile's)")
     parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per job (default: the profile's)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument(
+        "--wandb",
+        default="",
+        metavar="PROJECT",
+        help="log every pretraining run and fine-tuning cell to this W&B project (needs `pip install wandb`; "
+        "WANDB_MODE=offline keeps the runs on disk)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

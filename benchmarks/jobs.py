@@ -10,6 +10,7 @@ into a command line; tests swap it for one that writes marker files without trai
 
 from __future__ import annotations
 
+import ast
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -292,6 +293,29 @@ def build_graph(
             )
         )
     return jobs
+
+
+def _as_str(text: str) -> str:
+    """`text` as a `KEY VALUE` value that yacs reads back as this very str (quoted only where needed:
+    a project named 2024 would otherwise become an int)."""
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return text if parsed == text else repr(text)
+
+
+def log_to_wandb(jobs: list[Job], project: str, group: str) -> list[Job]:
+    """The jobs, with every pretraining run and Detectron2 cell logging to W&B `project` (runs grouped by
+    `group`, named by job id; transfer/wandb_logging.py). The linear-probe cells do not log to W&B."""
+    logged = []
+    for job in jobs:
+        if job.kind == "pretrain" or (job.cell is not None and TASKS[job.cell.task].entry == "transfer"):
+            wandb = {"WANDB.PROJECT": project, "WANDB.GROUP": group, "WANDB.NAME": job.id}
+            tail = [item for key, name in wandb.items() for item in (key, _as_str(name))]
+            job = replace(job, argv=[*job.argv, *tail])
+        logged.append(job)
+    return logged
 
 
 def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row], matrix: Matrix) -> list[str]:

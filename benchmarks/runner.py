@@ -48,12 +48,25 @@ def git_revision(cwd: Path | None = None) -> str:
     return f"{rev}-dirty" if dirty else rev
 
 
+def _what_it_computes(argv: list[str]) -> list[str]:
+    """argv without what does not change a job's result: `--resume` and `WANDB.* value` pairs."""
+    kept, skip_value = [], False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg.startswith("WANDB."):
+            skip_value = True
+        elif arg != "--resume":
+            kept.append(arg)
+    return kept
+
+
 def is_stale(job: Job, record: dict[str, Any]) -> bool:
     """True when a finished job was made by another command than the current one (profile changed)."""
     recorded = record.get("argv")
     if recorded is None:
         return False
-    return [a for a in recorded if a != "--resume"] != [a for a in job.argv if a != "--resume"]
+    return _what_it_computes(recorded) != _what_it_computes(job.argv)
 
 
 def log_tail(path: Path, start: int = 0, lines: int = TAIL_LINES) -> str:

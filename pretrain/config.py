@@ -8,6 +8,8 @@ from pathlib import Path
 
 from fvcore.common.config import CfgNode as CN  # noqa: N817 (yacs CfgNode + `_BASE_` inheritance)
 
+from transfer.wandb_logging import add_wandb_config
+
 from .errors import PretrainError
 
 _C = CN()
@@ -76,6 +78,8 @@ _C.TRAIN.AMP_CPU = False
 _C.TRAIN.AMP_DTYPE = "bfloat16"  # "bfloat16" | "float16" (float16 uses a gradient scaler)
 _C.TRAIN.CHANNELS_LAST = True  # channels_last memory format (CUDA only)
 _C.TRAIN.SYNC_BN = False  # SyncBatchNorm in the query encoder (DDP only; BN on one process)
+
+add_wandb_config(_C)  # WANDB.PROJECT/ENTITY/GROUP/NAME: W&B logging of the metrics.jsonl records (off)
 
 _C.SEED = 0  # seeds python, numpy, torch and the data order
 _C.OUTPUT_DIR = "output/pretrain"  # config.yaml, metrics.jsonl, log.txt, checkpoints, TensorBoard

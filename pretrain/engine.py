@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from transfer.runtime import cpu_has_native_bf16
+from transfer.wandb_logging import start_run
 
 from . import checkpoint, dist
 from .bad_images import BadImageLog, bad_images_file, read_bad_images
@@ -269,10 +270,12 @@ class Trainer:
     def train(self) -> Path | None:
         """Train from start_iter to max_iter; returns the model_final.pth path on rank 0."""
         cfg = self.cfg
-        monitor = Monitor(self.out_dir, self.is_main, self.start_iter, self.max_iter)
+        wandb_run = start_run(cfg, "pretrain", PretrainError) if self.is_main else None
+        monitor = Monitor(self.out_dir, self.is_main, self.start_iter, self.max_iter, wandb_run)
         iteration = self.start_iter
         self.ddp_model.train()
         start = time.perf_counter()
+        finished = False
         try:
             while iteration < self.max_iter:
                 epoch = iteration // self.iters_per_epoch
@@ -294,8 +297,9 @@ class Trainer:
                     tic = time.perf_counter()
                     if iteration >= self.max_iter:
                         break
+            finished = True
         finally:
-            monitor.close()
+            monitor.close(exit_code=0 if finished else 1)
         self.save_last(iteration)
         self.logger.info(
             "trained %d iterations in %.1f s", iteration - self.start_iter, time.perf_counter() - start

@@ -48,8 +48,9 @@ class Monitor:
     a curve of window means shows whether training makes progress, single steps do not.
     """
 
-    def __init__(self, out_dir: Path, is_main: bool, start_iter: int, max_iter: int):
+    def __init__(self, out_dir: Path, is_main: bool, start_iter: int, max_iter: int, wandb_run=None):
         self.enabled = is_main
+        self.wandb_run = wandb_run  # transfer.wandb_logging.start_run's run, or None
         self.window: dict[str, list[float]] = {}
         if not is_main:
             return
@@ -82,9 +83,14 @@ class Monitor:
         for key, value in record.items():
             if key not in ("iter", "epoch"):
                 self.tb.add_scalar(key, value, record["iter"])
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
+        """Flush and close the outputs; `exit_code` 1 marks the W&B run failed (training raised)."""
         if self.enabled:
             self.bar.close()
             self.tb.close()
             self.metrics.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=exit_code)

@@ -36,7 +36,7 @@ import importlib.metadata
 import detectron2, torch, torchvision, fvcore, pycocotools, cityscapesscripts, pandas, numpy
 from detectron2.modeling import build_model  # noqa: F401  (import smoke check)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator  # noqa: F401
-for dist in ("torch", "torchvision", "numpy", "pandas", "fvcore", "pycocotools", "cityscapesscripts"):
+for dist in ("torch", "torchvision", "numpy", "pandas", "fvcore", "pycocotools", "cityscapesscripts", "wandb"):
     print(f"setup: {dist:17s} {importlib.metadata.version(dist)}")
 print(f"setup: {'detectron2':17s} {detectron2.__version__} ({detectron2.__file__})")
 print(f"setup: cuda available: {torch.cuda.is_available()}")

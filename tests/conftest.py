@@ -23,3 +23,12 @@ def detectron2_datasets(synthetic_root, monkeypatch) -> Path:
     """Points $DETECTRON2_DATASETS at the synthetic root (for subprocesses started by a test)."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(synthetic_root))
     return synthetic_root
+
+
+@pytest.fixture()
+def wandb_offline(monkeypatch, tmp_path) -> None:
+    """W&B runs stay on disk (OUTPUT_DIR/wandb) and wandb keeps its settings and cache under tmp_path."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))

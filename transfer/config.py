@@ -2,6 +2,8 @@
 
 from detectron2.config import CfgNode
 
+from transfer.wandb_logging import add_wandb_config
+
 
 def add_transfer_config(cfg: CfgNode) -> None:
     """Add the keys used by our models, data pipeline and trainer, each with its default."""
@@ -15,6 +17,8 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # bfloat16 autocast of the training forward pass on CPU, where the CPU has native bfloat16
     # (AVX512-BF16 / AMX; else fp32, logged). Evaluation stays fp32. Detectron2's SOLVER.AMP is CUDA only.
     cfg.TRANSFER.AMP_CPU = False
+    # WANDB.PROJECT/ENTITY/GROUP/NAME: W&B logging of the training scalars and final metrics, off by default
+    add_wandb_config(cfg)
 
     # Dilated ResNet for FCN "d8" (transfer/modeling/dilated_resnet.py): dilation of res4; res5's is
     # MODEL.RESNETS.RES5_DILATION. A dilated stage keeps stride 1.

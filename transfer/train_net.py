@@ -38,13 +38,19 @@ from transfer.runtime import (
     select_device,
 )
 from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, per_class_metrics, task_metrics
+from transfer.wandb_logging import WandbWriter, start_run
 from transfer.weights import resolve_weights
 
 logger = logging.getLogger("transfer.train_net")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with the task's evaluator, the sem-seg mapper and the poly LR schedule."""
+    """DefaultTrainer with the task's evaluator, the sem-seg mapper, the poly LR schedule and, given a
+    `wandb_run`, a W&B writer beside the JSON and TensorBoard ones."""
+
+    def __init__(self, cfg, wandb_run=None):
+        self.wandb_run = wandb_run  # read by build_writers, which DefaultTrainer.__init__ calls
+        super().__init__(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -68,11 +74,12 @@ class Trainer(DefaultTrainer):
     def build_writers(self):
         """Detectron2's writers, but the event stream goes to train_events.jsonl: OUTPUT_DIR/metrics.json
         is the final result (shared interface 4) and must not exist before the run finished."""
-        return [
+        writers = [
             CommonMetricPrinter(self.max_iter),
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "train_events.jsonl")),
             TensorboardXWriter(self.cfg.OUTPUT_DIR),
         ]
+        return writers + ([WandbWriter(self.wandb_run)] if self.wandb_run is not None else [])
 
     @classmethod
     def build_model(cls, cfg):
@@ -160,6 +167,7 @@ def main(args):
     if comm.is_main_process():  # a metrics.json present means "this run finished"
         Path(cfg.OUTPUT_DIR, "metrics.json").unlink(missing_ok=True)
     start = time.perf_counter()
+    wandb_run = start_run(cfg, cfg.TRANSFER.TASK, TransferError) if comm.is_main_process() else None
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
@@ -167,7 +175,7 @@ def main(args):
         )
         results, iters = Trainer.test(cfg, model), 0
     else:
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, wandb_run)
         trainer.resume_or_load(resume=args.resume)
         if args.resume and trainer.checkpointer.has_checkpoint():
             logger.info(
@@ -182,6 +190,9 @@ def main(args):
         results, iters = trainer._last_eval_results, cfg.SOLVER.MAX_ITER  # set by the final EvalHook
     if comm.is_main_process():
         write_metrics(cfg, args, results, iters, time.perf_counter() - start, lr_scaling)
+    if wandb_run is not None:
+        wandb_run.summary.update(task_metrics(cfg.TRANSFER.TASK, results))
+        wandb_run.finish()
     return results
 
 

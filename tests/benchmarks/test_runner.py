@@ -16,9 +16,9 @@ import pytest
 
 import benchmarks.__main__ as cli
 from benchmarks.executors import LocalExecutor
-from benchmarks.jobs import MAKE_DATA_STAMP, Job, Selection, build_graph
+from benchmarks.jobs import MAKE_DATA_STAMP, Job, Selection, build_graph, log_to_wandb
 from benchmarks.profile import load_profile
-from benchmarks.runner import Runner, StateFile
+from benchmarks.runner import Runner, StateFile, is_stale
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -293,6 +293,20 @@ def test_finished_job_made_by_another_command_is_kept_with_a_warning(tmp_path):
     lines = []
     assert Runner([job], state, LocalExecutor(), echo=lines.append, git_rev="r").run().ok
     assert "another command" in lines[0] and not job.log.exists()  # warned, not rerun
+
+
+def test_wandb_logging_reaches_pretraining_and_detectron2_cells_and_changes_no_result(tmp_path):
+    profile = load_profile("smoke", _settings(tmp_path))
+    jobs = build_graph(profile, Selection(tables=(1, "table_linear"), rows=("random", "densecl_coco")))
+    logged = {j.id: j for j in log_to_wandb(jobs, "2024", "smoke")}
+    tail = ["WANDB.PROJECT", "'2024'", "WANDB.GROUP", "smoke", "WANDB.NAME"]  # yacs reads '2024' as a str
+    for job_id in ("pretrain/densecl_coco", "cell/table1/voc_det/densecl_coco/seed0"):
+        assert logged[job_id].argv[-6:] == [*tail, job_id]
+    for job_id in ("data/make", "convert/densecl_coco", "cell/table_linear/linear_cls/densecl_coco/seed0"):
+        assert not any(a.startswith("WANDB.") for a in logged[job_id].argv), job_id
+    for job in jobs:  # a finished job is not "made by another command" because it now logs to W&B
+        assert not is_stale(logged[job.id], {"argv": [*job.argv, "--resume"]})
+    assert is_stale(jobs[1], {"argv": [*jobs[1].argv, "SEED", "1"]})
 
 
 def test_slurm_executor_runs_jobs_through_submitit(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from pretrain_testutils import tiny_cfg
+from wandb_testutils import RecordingRun, offline_runs
 
 from pretrain import checkpoint, engine
 from pretrain.config import load_cfg
@@ -13,6 +14,8 @@ from pretrain.engine import Trainer, learning_rate
 from pretrain.errors import PretrainError
 from pretrain.monitor import Monitor, drop_records_after
 from pretrain.split_bn import SplitBatchNorm2d
+from pretrain.train_net import main
+from transfer.wandb_logging import start_run
 
 # pretraining recipes; linear_*.yaml are linear-probe configs (pretrain.linear_eval, own schema and tests)
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "pretrain" / "configs").glob("*.yaml")
@@ -208,3 +211,42 @@ def test_monitor_logs_the_mean_over_each_window(tmp_path):
     monitor.step({"loss": 2.0, "lr": 0.1})
     assert monitor.window_mean()["loss"] == 2.0  # a new window starts after each record
     monitor.close()
+
+
+def test_monitor_logs_each_record_to_wandb_at_its_iteration(tmp_path):
+    run = RecordingRun()
+    monitor = Monitor(tmp_path, is_main=True, start_iter=0, max_iter=40, wandb_run=run)
+    monitor.write({"iter": 20, "epoch": 0.5, "loss": 4.0, "lr": 0.1})
+    monitor.write({"iter": 40, "epoch": 1.0, "loss": 3.0, "lr": 0.05})
+    monitor.close(exit_code=1)
+    assert run.logged == [
+        (20, {"epoch": 0.5, "loss": 4.0, "lr": 0.1}),
+        (40, {"epoch": 1.0, "loss": 3.0, "lr": 0.05}),
+    ]
+    assert run.exit_code == 1
+
+
+def test_pretraining_logs_an_offline_wandb_run_and_a_resume_continues_it(tiny_root, tmp_path, wandb_offline):
+    out = tmp_path / "run"
+    opts = {
+        "MODEL.ARCH": "resnet18", "DATA.DATASET": "coco", "DATA.ROOT": tiny_root, "DATA.NUM_WORKERS": 0,
+        "DATA.IMAGE_SIZE": 32, "SOLVER.BATCH_SIZE": 4, "MODEL.SHUFFLE_BN_SPLITS": 2, "MODEL.QUEUE_SIZE": 16,
+        "MODEL.HIDDEN_DIM": 16, "SOLVER.LOG_PERIOD": 1, "OUTPUT_DIR": out,
+        "WANDB.PROJECT": "densebench-test", "WANDB.GROUP": "tiny", "WANDB.NAME": "pretrain/densecl_coco",
+    }  # fmt: skip
+    argv = [str(x) for kv in opts.items() for x in kv]
+    assert main([*argv, "SOLVER.MAX_ITERS", "2"]) == 0
+    run_id, sessions = offline_runs(out)
+    assert len(sessions) == 1
+    expected = (b"densebench-test", b"pretrain/densecl_coco", b"loss_global", b"loss_dense", b"lr", b"epoch")
+    assert [text for text in expected if text not in sessions[0]] == []
+    assert main(["--resume", *argv, "SOLVER.MAX_ITERS", "3"]) == 0
+    assert offline_runs(out)[0] == run_id and len(offline_runs(out)[1]) == 2  # the same W&B run, resumed
+
+
+def test_wandb_project_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # `import wandb` raises ImportError
+    cfg = tiny_cfg(**{"OUTPUT_DIR": str(tmp_path), "WANDB.PROJECT": "p"})
+    with pytest.raises(PretrainError, match=r"WANDB.PROJECT is 'p' but the wandb package is not installed"):
+        start_run(cfg, "pretrain", PretrainError)
+    assert start_run(tiny_cfg(**{"OUTPUT_DIR": str(tmp_path)}), "pretrain", PretrainError) is None

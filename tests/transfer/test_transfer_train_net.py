@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from transfer_testutils import CONFIGS, REPO, random_resnet_state_dict
+from wandb_testutils import offline_runs
 
 from transfer.convert import convert_checkpoint
 from transfer.errors import TransferError
@@ -190,9 +191,16 @@ def test_voc_segmentation_from_converted_weights_resume_and_eval_only(detectron2
 
 
 @pytest.mark.slow
-def test_cityscapes_segmentation_with_sliding_window(detectron2_datasets, tmp_path):
+def test_cityscapes_segmentation_with_sliding_window_logged_to_wandb(
+    detectron2_datasets, tmp_path, wandb_offline
+):
     config = str(CONFIGS / "fcn_R_50_d8_cityscapes_40k_ssl.yaml")
     argv = ["--config-file", config, *SMALL, *SEGMENTATION, "INPUT.MIN_SIZE_TEST", "64", "MODEL.WEIGHTS", ""]
-    run = _train_net(*argv, "OUTPUT_DIR", str(tmp_path), datasets_root=detectron2_datasets)
+    wandb = ["WANDB.PROJECT", "densebench-test", "WANDB.NAME", "cell/table3/cityscapes_sem_seg/random/seed0"]
+    run = _train_net(*argv, *wandb, "OUTPUT_DIR", str(tmp_path), datasets_root=detectron2_datasets)
     assert run.returncode == 0, run.stderr[-3000:]
     _check_metrics(tmp_path, "cityscapes_sem_seg", "")
+    _, sessions = offline_runs(tmp_path)
+    # history: the training scalars and the EvalHook results; summary: metrics.json's names (pAcc, not pACC)
+    expected = (b"cell/table3/cityscapes_sem_seg/random/seed0", b"total_loss", b"sem_seg/mIoU", b"pAcc")
+    assert len(sessions) == 1 and [text for text in expected if text not in sessions[0]] == []
