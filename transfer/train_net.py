@@ -38,7 +38,7 @@ from transfer.runtime import (
     select_device,
 )
 from transfer.tasks import SEM_SEG_TASKS, build_task_evaluator, check_task, per_class_metrics, task_metrics
-from transfer.wandb_logging import WandbWriter, start_run
+from transfer.wandb_logging import WandbWriter, import_wandb, start_run
 from transfer.weights import resolve_weights
 
 logger = logging.getLogger("transfer.train_net")
@@ -115,10 +115,11 @@ def build_cfg(args):
 
 
 def prepare(args) -> None:
-    """Checks run once in the launching process: config, datasets on disk, MODEL.WEIGHTS.
+    """Checks run once in the launching process: config, datasets on disk, MODEL.WEIGHTS, wandb.
 
     Resolves MODEL.WEIGHTS (a raw checkpoint is converted) into args.opts; raises TransferError."""
     cfg = build_cfg(args)
+    import_wandb(cfg, TransferError)  # WANDB.PROJECT without wandb installed: fail before any process starts
     args.weights_given = cfg.MODEL.WEIGHTS
     if not (args.resume and Path(cfg.OUTPUT_DIR, "last_checkpoint").is_file()):  # else MODEL.WEIGHTS unused
         weights, note = resolve_weights(cfg.MODEL.WEIGHTS, cfg.MODEL.RESNETS.DEPTH, cfg.OUTPUT_DIR)

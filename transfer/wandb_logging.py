@@ -26,12 +26,9 @@ def add_wandb_config(cfg) -> None:
     cfg.WANDB = node
 
 
-def start_run(cfg, job_type: str, error: type[Exception]):
-    """The W&B run of cfg.OUTPUT_DIR (resumed if it has one), or None when WANDB.PROJECT is empty.
-
-    `cfg` (flattened YAML dump) becomes the run's config; `error` is the CLI's user-facing exception,
-    raised when wandb is not installed.
-    """
+def import_wandb(cfg, error: type[Exception]):
+    """The wandb module when WANDB.PROJECT is set (None when it is empty); `error` (the CLI's user-facing
+    exception) when wandb is not installed, so a launcher can check before it starts any process."""
     if not cfg.WANDB.PROJECT:
         return None
     try:
@@ -41,6 +38,17 @@ def start_run(cfg, job_type: str, error: type[Exception]):
             f"WANDB.PROJECT is {cfg.WANDB.PROJECT!r} but the wandb package is not installed; "
             "`pip install wandb` (or `.venv/bin/pip install -e '.[wandb]'`), or leave WANDB.PROJECT empty."
         ) from None
+    return wandb
+
+
+def start_run(cfg, job_type: str, error: type[Exception]):
+    """The W&B run of cfg.OUTPUT_DIR (resumed if it has one), or None when WANDB.PROJECT is empty.
+
+    `cfg` (its YAML dump) becomes the run's config; `error` as in `import_wandb`.
+    """
+    wandb = import_wandb(cfg, error)
+    if wandb is None:
+        return None
     import yaml
 
     out_dir = Path(cfg.OUTPUT_DIR)

@@ -91,6 +91,12 @@ def test_weights_of_another_depth_exit_2(capsys, tmp_path):
     assert "ResNet-18 but MODEL.RESNETS.DEPTH is 50" in err
 
 
+def test_wandb_project_without_wandb_installed_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    err = _cli_error(capsys, VOC_DET, "WANDB.PROJECT", "p", "OUTPUT_DIR", str(tmp_path))
+    assert "WANDB.PROJECT is 'p' but the wandb package is not installed" in err and "pip install wandb" in err
+
+
 def test_unregistered_dataset_exits_2(capsys, tmp_path):
     err = _cli_error(capsys, VOC_DET, "DATASETS.TEST", "('voc_2007_tset',)", "OUTPUT_DIR", str(tmp_path))
     assert "'voc_2007_tset' is not registered" in err and "voc_2007_test" in err
