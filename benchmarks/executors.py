@@ -17,17 +17,34 @@ from typing import Any
 
 from benchmarks.jobs import Job
 
-RU_MAXRSS_PER_MB = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+
+def peak_file(job: Job) -> Path:
+    """Where benchmarks.peak_rss writes the job's peak resident memory (beside its log)."""
+    return job.log.with_name(job.log.name + ".peak_mb")
+
+
+def measured_command(job: Job) -> list[str]:
+    """The job's command run through benchmarks.peak_rss, which measures its own peak memory."""
+    return [sys.executable, "-m", "benchmarks.peak_rss", str(peak_file(job)), "--", *job.argv]
+
+
+def read_peak_mb(job: Job) -> float | None:
+    """The peak written by benchmarks.peak_rss (None when the wrapper itself was killed)."""
+    try:
+        return float(peak_file(job).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def wrapped_command(job: Job) -> list[str]:
-    """The job's command with its environment added and output appended to its log, in one argv.
+    """The job's measured command with its environment added and output appended to its log, in one argv.
 
-    Self-contained (env(1) and sh(1) only), so a SLURM job runs it without importing this package.
+    Self-contained (env(1), sh(1) and the standard-library benchmarks.peak_rss), so a SLURM job runs it
+    without importing the rest of this package.
     """
     env = [f"{key}={value}" for key, value in job.env.items()]
     return ["env", *env, f"DENSEBENCH_LOG={job.log}", "/bin/sh", "-c", 'exec "$@" >>"$DENSEBENCH_LOG" 2>&1',
-            "sh", *job.argv]  # fmt: skip
+            "sh", *measured_command(job)]  # fmt: skip
 
 
 class LocalExecutor:
@@ -39,30 +56,25 @@ class LocalExecutor:
         self.threads: dict[str, str] = {}
         if threads_per_job and "OMP_NUM_THREADS" not in os.environ:
             self.threads = {"OMP_NUM_THREADS": str(threads_per_job), "MKL_NUM_THREADS": str(threads_per_job)}
-        self.peak_mb: dict[int, float] = {}  # pid -> peak RSS of the job's largest process
+        self.jobs: dict[int, Job] = {}  # pid -> job, for its peak-memory file
 
     def start(self, job: Job) -> subprocess.Popen:
         job.log.parent.mkdir(parents=True, exist_ok=True)
+        peak_file(job).unlink(missing_ok=True)
         env = {**os.environ, **self.threads, **job.env}
         with open(job.log, "ab") as stream:
-            return subprocess.Popen(job.argv, env=env, cwd=self.cwd, stdout=stream, stderr=subprocess.STDOUT)
+            handle = subprocess.Popen(
+                measured_command(job), env=env, cwd=self.cwd, stdout=stream, stderr=subprocess.STDOUT
+            )
+        self.jobs[handle.pid] = job
+        return handle
 
     def poll(self, handle: subprocess.Popen) -> int | None:
-        """Reaps the job with wait4 to read its resource usage.
-
-        The max RSS covers the job's waited-for children and starts at this process's own (the kernel
-        keeps the high-water mark of the image an exec replaces): the runner is ~30 MB, so it is the job's.
-        """
-        if handle.returncode is None:
-            pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
-            if pid == 0:
-                return None
-            handle.returncode = os.waitstatus_to_exitcode(status)
-            self.peak_mb[handle.pid] = usage.ru_maxrss / RU_MAXRSS_PER_MB
-        return handle.returncode
+        return handle.poll()
 
     def peak_memory_mb(self, handle: subprocess.Popen) -> float | None:
-        return self.peak_mb.get(handle.pid)
+        """The job's peak resident memory, measured by benchmarks.peak_rss (see there why a wrapper)."""
+        return read_peak_mb(self.jobs[handle.pid])
 
     def cancel(self, handle: subprocess.Popen) -> None:
         """Terminates a job we started (torchrun forwards the signal to its workers), then waits."""
@@ -85,14 +97,14 @@ class SlurmExecutor:
         self.executor = submitit.AutoExecutor(folder=str(folder))
         self.parameters = parameters
 
-    def start(self, job: Job) -> tuple[Any, Path]:
+    def start(self, job: Job) -> tuple[Any, Path, Job]:
         job.log.parent.mkdir(parents=True, exist_ok=True)
         self.executor.update_parameters(name=job.id.replace("/", "-"), **self.parameters)
         call = functools.partial(subprocess.call, wrapped_command(job), cwd=self.cwd)
-        return self.executor.submit(call), job.log
+        return self.executor.submit(call), job.log, job
 
-    def poll(self, handle: tuple[Any, Path]) -> int | None:
-        submitted, log = handle
+    def poll(self, handle: tuple[Any, Path, Job]) -> int | None:
+        submitted, log, _ = handle
         if not submitted.done():
             return None
         try:
@@ -102,9 +114,9 @@ class SlurmExecutor:
                 stream.write(f"\nsubmitit: SLURM job {submitted.job_id} failed: {exc}\n")
             return -1
 
-    def peak_memory_mb(self, handle: tuple[Any, Path]) -> None:
-        """Not tracked on SLURM (`sacct -j <id> -o MaxRSS` has it)."""
-        return None
+    def peak_memory_mb(self, handle: tuple[Any, Path, Job]) -> float | None:
+        """Measured by benchmarks.peak_rss on the node (also in `sacct -j <id> -o MaxRSS`)."""
+        return read_peak_mb(handle[2])
 
-    def cancel(self, handle: tuple[Any, Path]) -> None:
+    def cancel(self, handle: tuple[Any, Path, Job]) -> None:
         handle[0].cancel(check=False)
