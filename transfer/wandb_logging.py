@@ -2,10 +2,11 @@
 
 Both CLIs add the same `WANDB` config node (`add_wandb_config`); an empty PROJECT (the default) keeps
 wandb out entirely. A run lives in OUTPUT_DIR: its id is kept in `wandb_run_id.txt`, so `--resume`
-continues the same W&B run (W&B drops records of steps it already has, so the iterations between the
-last checkpoint and the interruption are not logged twice). `WANDB_MODE=offline` (wandb's own variable)
-writes runs under OUTPUT_DIR/wandb for a later `wandb sync`; `python -m benchmarks reproduce --wandb
-PROJECT` logs every pretraining run and cell of the matrix, grouped by profile and named by job id.
+continues the same W&B run (W&B ignores steps below the last one it recorded, so the iterations between
+the last checkpoint and the interruption keep the interrupted run's values instead of appearing twice).
+`WANDB_MODE=offline` (wandb's own variable) writes runs under OUTPUT_DIR/wandb for a later `wandb sync`;
+`python -m benchmarks reproduce --wandb PROJECT` logs every pretraining run and cell of the matrix,
+grouped by profile and named by job id.
 """
 
 import secrets
