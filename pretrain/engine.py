@@ -310,13 +310,13 @@ class Trainer:
                 "%d unreadable images were skipped (DATA.SKIP_BAD_IMAGES), listed in %s/bad_images*.txt",
                 len(skipped), self.out_dir,
             )  # fmt: skip
-        return self._save_final(iteration)
+        return self._save_final(iteration, len(skipped))
 
     def skipped_images(self) -> set[str]:
         """Paths listed in this OUTPUT_DIR's bad_images*.txt (every process's, on a shared file system)."""
         return {path for f in self.out_dir.glob("bad_images*.txt") for path in read_bad_images(f)}
 
-    def _save_final(self, iteration: int) -> Path | None:
+    def _save_final(self, iteration: int, skipped_images: int) -> Path | None:
         if not self.is_main:
             return None
         model = dist.unwrap(self.ddp_model)
@@ -328,7 +328,7 @@ class Trainer:
             "image_size": self.cfg.DATA.IMAGE_SIZE,
             "batch_size": self.cfg.SOLVER.BATCH_SIZE,
             "iters": iteration,
-            "skipped_images": len(self.skipped_images()),
+            "skipped_images": skipped_images,
             "epochs": iteration / self.iters_per_epoch,
             "config": self.cfg.dump(),
             "torch": str(torch.__version__),

@@ -141,8 +141,9 @@ def setup(args):
     return cfg, lr_scaling
 
 
-def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scaling: dict) -> Path:
-    """OUTPUT_DIR/metrics.json (shared interface 4; `per_class` beside it), written atomically."""
+def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scaling: dict) -> dict[str, float]:
+    """OUTPUT_DIR/metrics.json (shared interface 4; `per_class` beside it), written atomically; returns the
+    task's metrics."""
     metrics = task_metrics(cfg.TRANSFER.TASK, results)
     record = {
         "task": cfg.TRANSFER.TASK,
@@ -160,7 +161,7 @@ def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scalin
     path = Path(cfg.OUTPUT_DIR) / "metrics.json"
     write_atomic(path, lambda f: f.write(json.dumps(record, indent=2).encode()))
     logger.info(f"Wrote {path}: {metrics}")
-    return path
+    return metrics
 
 
 def main(args):
@@ -190,10 +191,10 @@ def main(args):
         trainer.train()
         results, iters = trainer._last_eval_results, cfg.SOLVER.MAX_ITER  # set by the final EvalHook
     if comm.is_main_process():
-        write_metrics(cfg, args, results, iters, time.perf_counter() - start, lr_scaling)
-    if wandb_run is not None:
-        wandb_run.summary.update(task_metrics(cfg.TRANSFER.TASK, results))
-        wandb_run.finish()
+        metrics = write_metrics(cfg, args, results, iters, time.perf_counter() - start, lr_scaling)
+        if wandb_run is not None:  # started on the main process only
+            wandb_run.summary.update(metrics)
+            wandb_run.finish()
     return results
 
 
