@@ -73,6 +73,12 @@ def draw(args) -> int:
     views = torch.stack([transform(img), transform(img)])  # (2, 3, S, S)
     with torch.no_grad():
         c5 = backbone(views)  # (2, C, H, W)
+    if not torch.isfinite(c5).all():
+        raise PretrainError(
+            f"{args.checkpoint}: the C5 features of its query backbone are not finite (NaN or inf), so the "
+            "run diverged. Draw from an earlier checkpoint (model_*.pth in the run's OUTPUT_DIR) or retrain "
+            "with a lower SOLVER.BASE_LR or a larger batch per BN group."
+        )
     _, _, h, w = c5.shape
     matches = mutual_matches(c5[0].flatten(1), c5[1].flatten(1), args.threshold)
     mean = torch.tensor(cfg.DATA.MEAN).view(3, 1, 1)

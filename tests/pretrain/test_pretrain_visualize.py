@@ -25,7 +25,16 @@ def test_cell_centres_map_to_pixels():
 
 
 def test_draws_png_for_a_densecl_checkpoint(tiny_root, tmp_path, capsys):
-    cfg = tiny_cfg("densecl", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco", "SOLVER.MAX_ITERS": 1})
+    # The unit-test config's BN sub-batches of 2 images at 32 px see 2 values per C5 channel, so one step at
+    # the default LR 0.03 can scale conv1 up 1000x and overflow C5 to NaN (seen on an AVX2-only CPU);
+    # drawing needs a finite checkpoint, not a good one.
+    overrides = {
+        "DATA.ROOT": str(tiny_root),
+        "DATA.DATASET": "coco",
+        "SOLVER.MAX_ITERS": 1,
+        "SOLVER.BASE_LR": 1e-4,
+    }
+    cfg = tiny_cfg("densecl", **overrides)
     cfg.OUTPUT_DIR = str(tmp_path / "run")
     Trainer(cfg).train()
     image = next((tiny_root / "coco" / "train2017").iterdir())
@@ -44,3 +53,17 @@ def test_rejects_a_supervised_checkpoint(tiny_root, tmp_path, capsys):
     image = next((tiny_root / "coco" / "train2017").iterdir())
     rc = main([str(tmp_path / "sup" / "model_final.pth"), str(image), "--out", str(tmp_path / "x.png")])
     assert rc == 2 and "densecl or mocov2" in capsys.readouterr().err
+
+
+def test_names_a_diverged_checkpoint(tiny_root, tmp_path, capsys):
+    cfg = tiny_cfg("mocov2", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco", "SOLVER.MAX_ITERS": 1})
+    cfg.OUTPUT_DIR = str(tmp_path / "run")
+    Trainer(cfg).train()
+    path = tmp_path / "run" / "model_final.pth"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["encoder_q.backbone.conv1.weight"].fill_(float("nan"))
+    torch.save(ckpt, path)
+    image = next((tiny_root / "coco" / "train2017").iterdir())
+    assert main([str(path), str(image), "--out", str(tmp_path / "x.png"), "--size", "96"]) == 2
+    assert "not finite" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
