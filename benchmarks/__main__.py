@@ -161,6 +161,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _execute(args, profile, jobs, problems)
 
 
+def _expected_here(args: argparse.Namespace, profile: Profile, jobs: list[Job]) -> dict[str, float]:
+    """The profile's expected job durations scaled to this CPU by the speed probe (local runs only)."""
+    from benchmarks.speed_probe import expected_from_probe
+
+    if args.executor == "slurm" or not profile.expected_wall_s or all(job.is_done() for job in jobs):
+        return {}
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    expectation = expected_from_probe(profile.expected_wall_s, threads)
+    if expectation is None:
+        return {}
+    here, there = expectation.probe_s, expectation.reference_probe_s
+    echo(
+        f"speed probe: {here:.2f} s per ResNet-18 step here, {there:.2f} s where {profile.name}'s "
+        f"expected_wall_s were measured; the ETA scales them by {here / there:.2f} until this run has "
+        "its own timings"
+    )
+    return expectation.seconds
+
+
 def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], problems: list[str]) -> int:
     """Runs the graph (resumable), rebuilds the report, prints failures; exit code 0 iff all done."""
     from benchmarks.executors import LocalExecutor, SlurmExecutor
@@ -177,7 +196,8 @@ def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], proble
     state = StateFile(profile.output_dir / "state.json")
     logs = profile.output_dir / "logs"
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
-    result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo).run()
+    expected = _expected_here(args, profile, jobs)
+    result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo, expected=expected).run()
     _report(profile)
     peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
     measured = {job_id: mb for job_id, mb in peaks.items() if mb is not None}

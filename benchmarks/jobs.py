@@ -58,6 +58,11 @@ class Job:
     cell: CellKey | None = None
     cleanup: tuple[Path, ...] = ()  # glob patterns deleted once the job is done (keep_checkpoints: false)
 
+    @property
+    def duration_key(self) -> str:
+        """Jobs expected to take about as long: a cell's task ("cell/voc_det"), otherwise the kind."""
+        return f"cell/{self.cell.task}" if self.cell is not None else self.kind
+
     def is_done(self) -> bool:
         return self.marker.exists()
 

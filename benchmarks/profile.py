@@ -75,6 +75,7 @@ class Profile:
     tasks: dict[str, TaskSpec]
     ablation_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # ablation table -> values
     slurm: dict[str, Any] = field(default_factory=dict)
+    expected_wall_s: dict[str, float] = field(default_factory=dict)  # duration key -> s, and probe_s
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -254,6 +255,25 @@ def _ablation_values(ablation: Ablation, spec: Any, where: str) -> tuple[Any, ..
     return tuple(values)
 
 
+def _expected_wall_s(spec: Any, where: str) -> dict[str, float]:
+    """`expected_wall_s`: seconds per job duration key measured on one machine, with its speed probe."""
+    if not spec:
+        return {}
+    known = {"probe_s", "data", "pretrain", "convert"} | {f"cell/{task}" for task in TASKS}
+    if not isinstance(spec, dict) or "probe_s" not in spec or set(spec) - known:
+        raise BenchmarkError(
+            f"{where}: expected a mapping with probe_s (`python -m benchmarks.speed_probe` on the machine "
+            f"that measured the jobs) and seconds per job kind from {sorted(known - {'probe_s'})}; "
+            f"got {spec!r}."
+        )
+    values = {}
+    for key, value in spec.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise BenchmarkError(f"{where}.{key}: {value!r} is not a positive number of seconds.")
+        values[key] = float(value)
+    return values
+
+
 def build_profile(raw: dict[str, Any], source: str) -> Profile:
     """Validates a merged profile mapping and turns it into a `Profile`."""
     name = str(raw.get("name") or Path(source).stem)
@@ -313,6 +333,7 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
         tasks=tasks,
         ablation_values=ablation_values,
         slurm=dict(raw.get("slurm") or {}),
+        expected_wall_s=_expected_wall_s(raw.get("expected_wall_s"), f"Profile {source} expected_wall_s"),
         raw=raw,
     )
 

@@ -140,6 +140,7 @@ class Runner:
         echo: Callable[[str], None] = print,
         poll_interval: float = 0.2,
         git_rev: str | None = None,
+        expected: dict[str, float] | None = None,
     ):
         self.jobs = {job.id: job for job in jobs}
         self.state = state
@@ -148,6 +149,7 @@ class Runner:
         self.echo = echo
         self.poll_interval = poll_interval
         self.git_rev = git_rev if git_rev is not None else git_revision()
+        self.expected = dict(expected or {})  # duration key -> seconds expected here, before any is measured
         self.status: dict[str, str] = {}
         self.running: dict[str, tuple[Any, float]] = {}  # job id -> (executor handle, start time)
         self.log_start: dict[str, int] = {}  # job id -> size of its log when it started this time
@@ -276,20 +278,24 @@ class Runner:
         self._progress(f"FAILED  {job.id} (log: {job.log})")
 
     def _eta(self) -> str:
-        """Mean duration per job kind (this and earlier runs) times the jobs left, over the parallelism."""
+        """Mean duration per job duration key (this and earlier runs; else the profile's expectation for
+        this machine; else the mean of every finished job) times the jobs left, over the parallelism."""
         durations: dict[str, list[float]] = {}
         for job_id, info in self.state.jobs.items():
             if info.get("status") == "done" and info.get("wall_s") and job_id in self.jobs:
-                durations.setdefault(self.jobs[job_id].kind, []).append(info["wall_s"])
-        if not durations:
+                durations.setdefault(self.jobs[job_id].duration_key, []).append(info["wall_s"])
+        expected = {**self.expected, **{key: sum(v) / len(v) for key, v in durations.items()}}
+        if not expected:
             return "?"
-        overall = sum(sum(v) for v in durations.values()) / sum(len(v) for v in durations.values())
-        mean = {kind: sum(v) / len(v) for kind, v in durations.items()}
-        left = sum(mean.get(j.kind, overall) for j in self.jobs.values() if self.status[j.id] == "pending")
+        measured = [s for v in durations.values() for s in v]
+        fallback = sum(measured) / len(measured) if measured else sum(expected.values()) / len(expected)
+
+        def seconds(job: Job) -> float:
+            return expected.get(job.duration_key, fallback)
+
+        left = sum(seconds(j) for j in self.jobs.values() if self.status[j.id] == "pending")
         now = time.monotonic()
-        left += sum(
-            max(mean.get(self.jobs[i].kind, overall) - (now - s), 0) for i, (_, s) in self.running.items()
-        )
+        left += sum(max(seconds(self.jobs[i]) - (now - s), 0) for i, (_, s) in self.running.items())
         return format_duration(left / self.max_parallel)
 
     def _progress(self, event: str) -> None:

@@ -1,0 +1,87 @@
+"""The runner's ETA: the profile's expected durations (scaled by the speed probe) until jobs of a kind have
+finished, then those jobs' own mean; and the probe and expected_wall_s validation behind it."""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import benchmarks.speed_probe as speed_probe
+from benchmarks.jobs import CellKey, Job
+from benchmarks.profile import BenchmarkError, build_profile, load_profile
+from benchmarks.runner import Runner, StateFile
+
+
+def _job(tmp_path: Path, job_id: str, kind: str, task: str | None = None) -> Job:
+    cell = CellKey("table1", task, "random", 0) if task else None
+    return Job(job_id, kind, ["true"], tmp_path / f"{job_id}.done", tmp_path / f"{job_id}.log", cell=cell)
+
+
+def _runner(tmp_path: Path, expected: dict[str, float]) -> Runner:
+    jobs = [
+        _job(tmp_path, "pretrain/a", "pretrain"),
+        _job(tmp_path, "cell/voc/0", "cell", "voc_det"),
+        _job(tmp_path, "cell/voc/1", "cell", "voc_det"),
+        _job(tmp_path, "cell/coco/0", "cell", "coco_det_inst"),
+    ]
+    runner = Runner(
+        jobs, StateFile(tmp_path / "state.json"), None, 2, echo=lambda _: None, git_rev="x", expected=expected
+    )
+    runner.status = {job.id: "pending" for job in jobs}
+    return runner
+
+
+def test_eta_before_any_job_comes_from_the_expected_durations(tmp_path):
+    runner = _runner(tmp_path, {"pretrain": 600.0, "cell/voc_det": 60.0, "cell/coco_det_inst": 240.0})
+    assert runner._eta() == "8m00s"  # (600 + 2 x 60 + 240) / 2 jobs at a time
+    assert _runner(tmp_path / "none", {})._eta() == "?"
+
+
+def test_eta_uses_each_tasks_own_finished_cells_over_the_expectation(tmp_path):
+    runner = _runner(tmp_path, {"pretrain": 600.0, "cell/voc_det": 60.0, "cell/coco_det_inst": 240.0})
+    runner.state.update("cell/voc/0", status="done", wall_s=180.0)
+    runner.status["cell/voc/0"] = "done"
+    assert runner._eta() == "8m30s"  # (600 + 180 measured + 240) / 2: COCO keeps its own expectation
+
+
+def _smoke_with(expected):
+    raw = copy.deepcopy(load_profile("smoke").raw)
+    raw["expected_wall_s"] = expected
+    return build_profile(raw, "smoke-with-expectations")
+
+
+def test_expected_wall_s_is_validated():
+    with pytest.raises(BenchmarkError, match="probe_s"):
+        _smoke_with({"pretrain": 30})
+    with pytest.raises(BenchmarkError, match="cell/voc_det"):
+        _smoke_with({"probe_s": 0.3, "cell/vocdet": 30})
+    with pytest.raises(BenchmarkError, match="positive number"):
+        _smoke_with({"probe_s": 0.3, "pretrain": -1})
+    profile = _smoke_with({"probe_s": 0.3, "cell/voc_det": 30})
+    assert profile.expected_wall_s == {"probe_s": 0.3, "cell/voc_det": 30.0}
+    assert load_profile("smoke").expected_wall_s == {}
+
+
+def test_expected_durations_scale_with_this_machines_probe(monkeypatch):
+    def fake_run(argv, **kwargs):
+        assert argv[:3] == [sys.executable, "-m", "benchmarks.speed_probe"]
+        assert kwargs["env"]["OMP_NUM_THREADS"] == "2"
+
+        class Done:
+            stdout = json.dumps({"probe_s": 0.6, "device": "cpu", "bf16_native": False}) + "\n"
+
+        return Done()
+
+    monkeypatch.setattr(speed_probe.subprocess, "run", fake_run)
+    got = speed_probe.expected_from_probe({"probe_s": 0.2, "pretrain": 100.0, "data": 10.0}, threads=2)
+    assert got.seconds == pytest.approx({"pretrain": 300.0, "data": 30.0})
+    assert (got.probe_s, got.reference_probe_s) == (0.6, 0.2)
+    assert speed_probe.expected_from_probe({"pretrain": 100.0}, threads=2) is None
+
+
+def test_probe_measures_a_training_step():
+    result = speed_probe.measure(threads=1)
+    assert result["device"] in ("cpu", "cuda")
+    assert 0 < result["probe_s"] < 60
