@@ -161,13 +161,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _execute(args, profile, jobs, problems)
 
 
-def _expected_here(args: argparse.Namespace, profile: Profile, jobs: list[Job]) -> dict[str, float]:
-    """The profile's expected job durations scaled to this CPU by the speed probe (local runs only)."""
+def _expected_here(
+    args: argparse.Namespace, profile: Profile, jobs: list[Job], threads: int
+) -> dict[str, float]:
+    """The profile's expected job durations scaled to this CPU by the speed probe, run with the `threads`
+    each local job gets (local runs only)."""
     from benchmarks.speed_probe import expected_from_probe
 
     if args.executor == "slurm" or not profile.expected_wall_s or all(job.is_done() for job in jobs):
         return {}
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     expectation = expected_from_probe(profile.expected_wall_s, threads)
     if expectation is None:
         return {}
@@ -187,16 +189,15 @@ def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], proble
 
     if problems:
         raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)  # torch threads of each local job
     if args.executor == "slurm":
         executor = SlurmExecutor(profile.output_dir / "slurm", profile.slurm)
     else:
-        executor = LocalExecutor(
-            threads_per_job=max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-        )
+        executor = LocalExecutor(threads_per_job=threads if args.jobs > 1 else None)
     state = StateFile(profile.output_dir / "state.json")
     logs = profile.output_dir / "logs"
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
-    expected = _expected_here(args, profile, jobs)
+    expected = _expected_here(args, profile, jobs, threads)
     result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo, expected=expected).run()
     _report(profile)
     peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
