@@ -106,8 +106,31 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     problems = preflight(profile, _selection(args), matrix)
     if args.dry_run:
         print_plan(profile, jobs, problems)
+        _print_estimate(profile, jobs, args.jobs, _expected_here(args, profile, jobs))
         return 0
-    return _execute(args, profile, jobs, problems)
+    return _execute(args, profile, jobs, problems, _expected_here(args, profile, jobs))
+
+
+def _print_estimate(profile: Profile, jobs: list[Job], parallel: int, expected: dict[str, float]) -> None:
+    """The last line of a dry run: how long the jobs still to run should take on this machine."""
+    from benchmarks.runner import StateFile, format_duration, job_seconds
+
+    todo = [job for job in jobs if not job.is_done()]
+    if not todo:
+        return
+    recorded = StateFile(profile.output_dir / "state.json").jobs
+    seconds = job_seconds({job.id: job for job in jobs}, recorded, expected)
+    if seconds is None:
+        echo(
+            "\nestimate: none (the profile has no expected_wall_s for this machine and state.json no "
+            "finished job of this graph)"
+        )
+        return
+    left = format_duration(sum(seconds(job) for job in todo) / parallel)
+    echo(
+        f"\nestimate: {len(todo)} job(s) to run ~ {left} at {parallel} job(s) at a time (jobs of a kind "
+        "already finished in state.json count at their mean, the others at the profile's expectation)"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -152,44 +175,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             echo(f"  removed {path}")
     jobs = _graph(args, profile, matrix)
     state = StateFile(profile.output_dir / "state.json")
-    for line in estimate(jobs, state.jobs, depth, profile.backbone_depth, args.jobs):
+    expected = _expected_here(args, profile, jobs)
+    for line in estimate(jobs, state.jobs, depth, profile.backbone_depth, args.jobs, expected):
         echo(line)
     problems = preflight(profile, _selection(args), matrix)
     if args.dry_run:
         print_plan(profile, jobs, problems)
         return 0
-    return _execute(args, profile, jobs, problems)
+    return _execute(args, profile, jobs, problems, expected)
 
 
-def _expected_here(
-    args: argparse.Namespace, profile: Profile, jobs: list[Job], threads: int
-) -> dict[str, float]:
-    """The profile's expected job durations scaled to this CPU by the speed probe, run with the `threads`
-    each local job gets (local runs only)."""
+def _threads_per_job(args: argparse.Namespace) -> int:
+    """Torch threads of each local job: the cores shared among the jobs run at once."""
+    return max(1, (os.cpu_count() or 1) // args.jobs)
+
+
+def _expected_here(args: argparse.Namespace, profile: Profile, jobs: list[Job]) -> dict[str, float]:
+    """The profile's expected job durations scaled to this CPU by the speed probe, run with the threads
+    each local job gets (local runs with jobs left to run only)."""
     from benchmarks.speed_probe import expected_from_probe
 
     if args.executor == "slurm" or not profile.expected_wall_s or all(job.is_done() for job in jobs):
         return {}
-    expectation = expected_from_probe(profile.expected_wall_s, threads)
+    expectation = expected_from_probe(profile.expected_wall_s, _threads_per_job(args))
     if expectation is None:
         return {}
     here, there = expectation.probe_s, expectation.reference_probe_s
     echo(
         f"speed probe: {here:.2f} s per ResNet-18 step here, {there:.2f} s where {profile.name}'s "
-        f"expected_wall_s were measured; the ETA scales them by {here / there:.2f} until this run has "
-        "its own timings"
+        f"expected_wall_s were measured; estimates scale them by {here / there:.2f} until jobs of a kind "
+        "have finished here"
     )
     return expectation.seconds
 
 
-def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], problems: list[str]) -> int:
-    """Runs the graph (resumable), rebuilds the report, prints failures; exit code 0 iff all done."""
+def _execute(
+    args: argparse.Namespace,
+    profile: Profile,
+    jobs: list[Job],
+    problems: list[str],
+    expected: dict[str, float],
+) -> int:
+    """Runs the graph (resumable), rebuilds the report, prints failures; exit code 0 iff all done.
+    `expected`: job duration key -> seconds expected here (`_expected_here`), for the ETA."""
     from benchmarks.executors import LocalExecutor, SlurmExecutor
     from benchmarks.runner import Runner, StateFile
 
     if problems:
         raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)  # torch threads of each local job
+    threads = _threads_per_job(args)
     if args.executor == "slurm":
         executor = SlurmExecutor(profile.output_dir / "slurm", profile.slurm)
     else:
@@ -197,7 +231,6 @@ def _execute(args: argparse.Namespace, profile: Profile, jobs: list[Job], proble
     state = StateFile(profile.output_dir / "state.json")
     logs = profile.output_dir / "logs"
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
-    expected = _expected_here(args, profile, jobs, threads)
     result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo, expected=expected).run()
     _report(profile)
     peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
@@ -336,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(reproduce)
     _add_rows(reproduce)
     reproduce.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
-    reproduce.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    reproduce.add_argument(
+        "--dry-run", action="store_true", help="print the plan and how long it should take here, run nothing"
+    )
     reproduce.set_defaults(func=cmd_reproduce)
     evaluate = sub.add_parser("evaluate", help="benchmark your own ResNet checkpoint as a new row")
     evaluate.add_argument("--checkpoint", required=True, help="ResNet checkpoint (.pth, .pth.tar, .ckpt)")

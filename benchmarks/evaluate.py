@@ -50,9 +50,16 @@ def measured_cell_seconds(state_jobs: dict[str, dict[str, Any]]) -> dict[str, fl
 
 
 def estimate(
-    jobs: list[Job], state_jobs: dict[str, dict[str, Any]], depth: int, profile_depth: int, parallel: int
+    jobs: list[Job],
+    state_jobs: dict[str, dict[str, Any]],
+    depth: int,
+    profile_depth: int,
+    parallel: int,
+    expected: dict[str, float],
 ) -> list[str]:
-    """Lines stating how long the cells still to run should take, and from what it is estimated."""
+    """Lines stating how long the cells still to run should take, and from what it is estimated: the
+    profile's finished cells of each task, else `expected` (the profile's expected_wall_s scaled to this
+    machine by the speed probe)."""
     todo = [job for job in jobs if job.kind == "cell" and not job.is_done()]
     if not todo:
         return ["estimate: every cell is already done"]
@@ -65,7 +72,8 @@ def estimate(
         else ""
     )
     known = [job for job in todo if job.cell.task in measured]
-    unknown = sorted({job.cell.task for job in todo} - set(measured))
+    foreseen = [job for job in todo if job.cell.task not in measured and job.duration_key in expected]
+    unknown = sorted({job.cell.task for job in todo} - set(measured) - {job.cell.task for job in foreseen})
     lines = []
     if known:
         seconds = sum(measured[job.cell.task] for job in known) * ratio / max(parallel, 1)
@@ -73,6 +81,13 @@ def estimate(
         lines.append(
             f"estimate: {len(known)} cell(s) ~ {format_duration(seconds)} at {parallel} job(s) at a time "
             f"(mean cell times measured in this profile's state.json: {per_task}){scale}"
+        )
+    if foreseen:
+        seconds = sum(expected[job.duration_key] for job in foreseen) * ratio / max(parallel, 1)
+        tasks = ", ".join(sorted({job.cell.task for job in foreseen}))
+        lines.append(
+            f"estimate: {len(foreseen)} cell(s) of {tasks} ~ {format_duration(seconds)} at {parallel} job(s) "
+            f"at a time (the profile's expected_wall_s scaled to this machine by the speed probe){scale}"
         )
     if unknown:
         lines.append(

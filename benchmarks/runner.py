@@ -128,6 +128,24 @@ def format_duration(seconds: float) -> str:
     )
 
 
+def job_seconds(
+    jobs: dict[str, Job], state_jobs: dict[str, dict[str, Any]], expected: dict[str, float]
+) -> Callable[[Job], float] | None:
+    """How long a job should take: the mean wall time of the finished jobs of its duration key in
+    state.json (this and earlier runs), else `expected` (the profile's expectation for this machine), else
+    the mean of every finished job. None when nothing is known yet."""
+    durations: dict[str, list[float]] = {}
+    for job_id, info in state_jobs.items():
+        if info.get("status") == "done" and info.get("wall_s") and job_id in jobs:
+            durations.setdefault(jobs[job_id].duration_key, []).append(info["wall_s"])
+    known = {**expected, **{key: sum(v) / len(v) for key, v in durations.items()}}
+    if not known:
+        return None
+    measured = [s for v in durations.values() for s in v]
+    fallback = sum(measured) / len(measured) if measured else sum(known.values()) / len(known)
+    return lambda job: known.get(job.duration_key, fallback)
+
+
 class Runner:
     """Schedules `jobs` (dependency order) on `executor`, at most `max_parallel` at a time."""
 
@@ -278,21 +296,11 @@ class Runner:
         self._progress(f"FAILED  {job.id} (log: {job.log})")
 
     def _eta(self) -> str:
-        """Mean duration per job duration key (this and earlier runs; else the profile's expectation for
-        this machine; else the mean of every finished job) times the jobs left, over the parallelism."""
-        durations: dict[str, list[float]] = {}
-        for job_id, info in self.state.jobs.items():
-            if info.get("status") == "done" and info.get("wall_s") and job_id in self.jobs:
-                durations.setdefault(self.jobs[job_id].duration_key, []).append(info["wall_s"])
-        expected = {**self.expected, **{key: sum(v) / len(v) for key, v in durations.items()}}
-        if not expected:
+        """Expected duration of the pending jobs plus what the running ones have left, over the
+        parallelism (see `job_seconds`)."""
+        seconds = job_seconds(self.jobs, self.state.jobs, self.expected)
+        if seconds is None:
             return "?"
-        measured = [s for v in durations.values() for s in v]
-        fallback = sum(measured) / len(measured) if measured else sum(expected.values()) / len(expected)
-
-        def seconds(job: Job) -> float:
-            return expected.get(job.duration_key, fallback)
-
         left = sum(seconds(j) for j in self.jobs.values() if self.status[j.id] == "pending")
         now = time.monotonic()
         left += sum(max(seconds(self.jobs[i]) - (now - s), 0) for i, (_, s) in self.running.items())

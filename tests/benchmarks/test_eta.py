@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_jobs import settings
 
+import benchmarks.__main__ as cli
 import benchmarks.speed_probe as speed_probe
+from benchmarks.evaluate import estimate
 from benchmarks.jobs import CellKey, Job
 from benchmarks.profile import BenchmarkError, build_profile, load_profile
 from benchmarks.runner import Runner, StateFile
@@ -85,3 +88,37 @@ def test_probe_measures_a_training_step():
     result = speed_probe.measure(threads=1)
     assert result["device"] in ("cpu", "cuda")
     assert 0 < result["probe_s"] < 60
+
+
+def _fake_probe(monkeypatch, probe_s: float) -> None:
+    """The speed probe's subprocess answers `probe_s` on the CPU."""
+
+    class Done:
+        stdout = json.dumps({"probe_s": probe_s, "device": "cpu", "bf16_native": False}) + "\n"
+
+    monkeypatch.setattr(speed_probe.subprocess, "run", lambda argv, **kwargs: Done())
+
+
+def test_a_dry_run_ends_with_the_estimate_for_this_machine(tmp_path, monkeypatch, capsys):
+    _fake_probe(monkeypatch, 0.4)  # twice as slow as the machine the expectations were measured on
+    expected = "expected_wall_s={probe_s: 0.2, data: 10, cell/voc_det: 30}"
+    argv = ["reproduce", "--profile", "smoke", "--tables", "1", "--rows", "random", "--dry-run"]
+    assert cli.main([*argv, "--jobs", "2", "--set", *settings(tmp_path), expected]) == 0
+    out = capsys.readouterr().out
+    assert "estimates scale them by 2.00" in out
+    assert "estimate: 2 job(s) to run ~ 0m40s at 2 job(s) at a time" in out  # (2 x 10 + 2 x 30) / 2
+    assert not (tmp_path / "out" / "state.json").exists()  # a dry run runs nothing
+
+
+def test_a_dry_run_without_expectations_says_it_has_no_estimate(tmp_path, capsys):
+    argv = ["reproduce", "--profile", "smoke", "--tables", "1", "--rows", "random", "--dry-run"]
+    assert cli.main([*argv, "--set", *settings(tmp_path)]) == 0
+    assert "estimate: none (the profile has no expected_wall_s" in capsys.readouterr().out
+
+
+def test_evaluate_estimates_tasks_without_finished_cells_from_the_expectation(tmp_path):
+    jobs = [_job(tmp_path, "cell/v/0", "cell", "voc_det"), _job(tmp_path, "cell/s/0", "cell", "voc_sem_seg")]
+    lines = estimate(jobs, {}, 50, 18, 1, {"cell/voc_det": 100.0})
+    assert lines[0].startswith("estimate: 1 cell(s) of voc_det ~ 3m45s at 1 job(s)")  # 100 s x 4.09 / 1.81
+    assert "expected_wall_s scaled to this machine" in lines[0] and "FLOP ratio R-50/R-18" in lines[0]
+    assert lines[1].startswith("estimate: no finished cell of voc_sem_seg")
