@@ -18,7 +18,8 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
-from .bad_images import BadImageLog
+from transfer.bad_images import BadImageLog
+
 from .config import dataset_root
 from .errors import PretrainError
 

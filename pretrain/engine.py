@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from transfer.bad_images import bad_images_file, skipped_images
 from transfer.runtime import cpu_has_native_bf16
 from transfer.wandb_logging import start_run
 
 from . import checkpoint, dist
-from .bad_images import BadImageLog, bad_images_file, read_bad_images
+from .bad_images import pretrain_bad_image_log
 from .data import ResumableDistributedSampler, build_dataset, returns_view_params
 from .errors import PretrainError
 from .methods import build_model
@@ -141,7 +142,7 @@ class Trainer:
         bad_images = None
         if cfg.DATA.SKIP_BAD_IMAGES:
             path = bad_images_file(self.out_dir, dist.get_rank(), world)
-            bad_images = BadImageLog(path, cfg.DATA.MAX_BAD_IMAGES)
+            bad_images = pretrain_bad_image_log(path, cfg.DATA.MAX_BAD_IMAGES)
         self.dataset = build_dataset(cfg, bad_images)
         per_process = cfg.SOLVER.BATCH_SIZE // world
         self.sampler = ResumableDistributedSampler(
@@ -304,17 +305,13 @@ class Trainer:
         self.logger.info(
             "trained %d iterations in %.1f s", iteration - self.start_iter, time.perf_counter() - start
         )
-        skipped = self.skipped_images()
+        skipped = skipped_images(self.out_dir)
         if skipped:
             self.logger.warning(
                 "%d unreadable images were skipped (DATA.SKIP_BAD_IMAGES), listed in %s/bad_images*.txt",
                 len(skipped), self.out_dir,
             )  # fmt: skip
         return self._save_final(iteration, len(skipped))
-
-    def skipped_images(self) -> set[str]:
-        """Paths listed in this OUTPUT_DIR's bad_images*.txt (every process's, on a shared file system)."""
-        return {path for f in self.out_dir.glob("bad_images*.txt") for path in read_bad_images(f)}
 
     def _save_final(self, iteration: int, skipped_images: int) -> Path | None:
         if not self.is_main:

@@ -17,6 +17,11 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # bfloat16 autocast of the training forward pass on CPU, where the CPU has native bfloat16
     # (AVX512-BF16 / AMX; else fp32, logged). Evaluation stays fp32. Detectron2's SOLVER.AMP is CUDA only.
     cfg.TRANSFER.AMP_CPU = False
+    # An unreadable training image (truncated, undecodable, missing, size unlike its annotation) is listed
+    # in OUTPUT_DIR/bad_images.txt and replaced by another image instead of stopping the run; more than
+    # MAX_BAD_IMAGES distinct files stop it (transfer/data/guarded_mapper.py). Evaluation never skips.
+    cfg.TRANSFER.SKIP_BAD_IMAGES = False
+    cfg.TRANSFER.MAX_BAD_IMAGES = 100
     # WANDB.PROJECT/ENTITY/GROUP/NAME: W&B logging of the training scalars and final metrics, off by default
     add_wandb_config(cfg)
 

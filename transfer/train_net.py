@@ -18,7 +18,7 @@ from pathlib import Path
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetMapper, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, launch
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_aware_lr_scheduler
 from detectron2.utils import comm
@@ -26,9 +26,11 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from detectron2.utils.logger import setup_logger
 
 import transfer.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm, the dilated ResNet, FCNHead, segmentor)
+from transfer.bad_images import skipped_images
 from transfer.checkpoint_io import write_atomic
 from transfer.config import add_transfer_config
 from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
+from transfer.data.guarded_mapper import guard_mapper
 from transfer.errors import TransferError
 from transfer.run_setup import setup_run
 from transfer.runtime import (
@@ -57,19 +59,20 @@ class Trainer(DefaultTrainer):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
         return build_task_evaluator(cfg.TRANSFER.TASK, dataset_name, output_folder)
 
+    @staticmethod
+    def _mapper(cfg, is_train: bool):
+        """The task's mapper (sem-seg or Detectron2's detection one), guarded against unreadable files."""
+        sem_seg = cfg.TRANSFER.TASK in SEM_SEG_TASKS
+        mapper = SemSegDatasetMapper(cfg, is_train) if sem_seg else DatasetMapper(cfg, is_train)
+        return guard_mapper(cfg, mapper, is_train)
+
     @classmethod
     def build_train_loader(cls, cfg):
-        if cfg.TRANSFER.TASK in SEM_SEG_TASKS:
-            return build_detection_train_loader(cfg, mapper=SemSegDatasetMapper(cfg, is_train=True))
-        return super().build_train_loader(cfg)
+        return build_detection_train_loader(cfg, mapper=cls._mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        if cfg.TRANSFER.TASK in SEM_SEG_TASKS:
-            return build_detection_test_loader(
-                cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False)
-            )
-        return super().build_test_loader(cfg, dataset_name)
+        return build_detection_test_loader(cfg, dataset_name, mapper=cls._mapper(cfg, is_train=False))
 
     def build_writers(self):
         """Detectron2's writers, but the event stream goes to train_events.jsonl: OUTPUT_DIR/metrics.json
@@ -145,6 +148,12 @@ def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scalin
     """OUTPUT_DIR/metrics.json (shared interface 4; `per_class` beside it), written atomically; returns the
     task's metrics."""
     metrics = task_metrics(cfg.TRANSFER.TASK, results)
+    skipped = skipped_images(Path(cfg.OUTPUT_DIR))
+    if skipped:
+        logger.warning(
+            f"{len(skipped)} unreadable training images were skipped (TRANSFER.SKIP_BAD_IMAGES), listed in "
+            f"{cfg.OUTPUT_DIR}/bad_images*.txt"
+        )
     record = {
         "task": cfg.TRANSFER.TASK,
         "metrics": metrics,
@@ -157,6 +166,7 @@ def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scalin
         "config_file": args.config_file,
         "lr_scaling": lr_scaling,
         "eval_only": bool(args.eval_only),
+        "skipped_images": len(skipped),  # TRANSFER.SKIP_BAD_IMAGES
     }
     path = Path(cfg.OUTPUT_DIR) / "metrics.json"
     write_atomic(path, lambda f: f.write(json.dumps(record, indent=2).encode()))

@@ -5,10 +5,11 @@ import torch
 from pretrain_testutils import tiny_cfg, write_jpegs
 
 from pretrain import checkpoint
-from pretrain.bad_images import BadImageLog, read_bad_images
+from pretrain.bad_images import pretrain_bad_image_log
 from pretrain.data import ResumableDistributedSampler, blur_kernel_size, blur_sigma_range, build_dataset
 from pretrain.errors import PretrainError
 from pretrain.train_net import main
+from transfer.bad_images import read_bad_images
 
 
 def test_two_crop_views(tiny_root):
@@ -86,7 +87,7 @@ def test_skip_bad_images_takes_the_next_readable_sample_and_lists_it_once(tiny_r
     folder = tiny_root / "imagenet" / "train"
     bad = folder / "n0001" / "zz_bad.jpg"  # sorted last in class 0: its successor is class 1's first image
     bad.write_bytes(b"not a jpeg at all")
-    log = BadImageLog(tmp_path / "bad_images.txt", limit=5)
+    log = pretrain_bad_image_log(tmp_path / "bad_images.txt", limit=5)
     cfg = tiny_cfg("supervised", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "imagenet"})
     ds = build_dataset(cfg, log)
     index = [p for p, _ in ds.samples].index(bad)
@@ -103,7 +104,7 @@ def test_skip_bad_images_stops_past_the_limit_with_the_list(tiny_root, tmp_path)
     folder = tiny_root / "coco" / "train2017"
     for name in ("a_bad.jpg", "b_bad.jpg"):
         (folder / name).write_bytes(b"\x00" * 64)
-    log = BadImageLog(tmp_path / "bad_images.txt", limit=1)
+    log = pretrain_bad_image_log(tmp_path / "bad_images.txt", limit=1)
     ds = build_dataset(tiny_cfg(**{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}), log)
     first = [p.name for p, _ in ds.samples].index("a_bad.jpg")
     expected = r"2 images could not be decoded .*bad_images\.txt.*MAX_BAD_IMAGES 1"

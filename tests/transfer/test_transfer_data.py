@@ -1,13 +1,16 @@
-"""VOC 2012 segmentation registration, raw label reading, the sem-seg mapper and dataset checks."""
+"""VOC 2012 segmentation registration, raw label reading, the sem-seg mapper, dataset checks and the
+guard that names or skips unreadable images."""
 
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, MapDataset, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from PIL import Image
 from transfer_testutils import CONFIGS, make_cfg
 
+from transfer.bad_images import BadImageLog, read_bad_images
 from transfer.data import SemSegDatasetMapper, check_datasets
+from transfer.data.guarded_mapper import GuardedMapper, too_many_bad_images
 from transfer.data.sem_seg_mapper import read_label_png
 from transfer.data.voc_sem_seg import load_voc_sem_seg
 from transfer.errors import TransferError
@@ -87,3 +90,33 @@ def test_unregistered_and_missing_datasets_are_named(tmp_path):
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+def _guarded_voc_mapper(tmp_path, bad_images=None) -> GuardedMapper:
+    cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k_ssl.yaml"), "INPUT.CROP.SIZE", "[32, 32]")
+    return GuardedMapper(SemSegDatasetMapper(cfg, is_train=True), bad_images)
+
+
+def test_an_unreadable_image_is_named_with_the_fix(tmp_path):
+    sample = _voc_image(tmp_path)
+    (tmp_path / "i.jpg").write_bytes((tmp_path / "i.jpg").read_bytes()[:200])  # truncated JPEG
+    with pytest.raises(TransferError) as caught:
+        _guarded_voc_mapper(tmp_path)(sample)
+    message = str(caught.value)
+    assert str(tmp_path / "i.jpg") in message and str(tmp_path / "l.png") in message
+    assert "check-data" in message and "TRANSFER.SKIP_BAD_IMAGES True" in message
+
+
+def test_skipped_training_images_are_listed_and_replaced_by_another(tmp_path):
+    good = _voc_image(tmp_path)
+    bad = {**good, "file_name": str(tmp_path / "missing.jpg")}
+    log = BadImageLog(tmp_path / "bad_images.txt", 1, too_many_bad_images)
+    dataset = MapDataset([bad, good], _guarded_voc_mapper(tmp_path, log))  # Detectron2's retry on None
+    for _ in range(2):
+        assert dataset[0]["file_name"] == good["file_name"]
+    records = read_bad_images(log.path)
+    assert list(records) == [bad["file_name"]] and "FileNotFoundError" in records[bad["file_name"]]
+    assert len(log.path.read_text().splitlines()) == 1  # one line per distinct file
+    worse = {**good, "file_name": str(tmp_path / "also_missing.jpg")}
+    with pytest.raises(TransferError, match=r"2 training images .*TRANSFER\.MAX_BAD_IMAGES 1"):
+        _guarded_voc_mapper(tmp_path, log)(worse)

@@ -1,8 +1,10 @@
-"""Fine-tuning CLI: clear exit-2 messages on bad input; each task trains, evaluates, writes metrics.json."""
+"""Fine-tuning CLI: clear exit-2 messages on bad input; each task trains, evaluates, writes metrics.json;
+an unreadable training image stops the run by name, or is skipped and listed with TRANSFER.SKIP_BAD_IMAGES."""
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import torch
 from transfer_testutils import CONFIGS, REPO, random_resnet_state_dict
 from wandb_testutils import offline_runs
 
+from transfer.bad_images import read_bad_images
 from transfer.convert import convert_checkpoint
 from transfer.errors import TransferError
 from transfer.tasks import TASK_METRICS, task_metrics
@@ -210,3 +213,27 @@ def test_cityscapes_segmentation_with_sliding_window_logged_to_wandb(
     # history: the training scalars and the EvalHook results; summary: metrics.json's names (pAcc, not pACC)
     expected = (b"cell/table3/cityscapes_sem_seg/random/seed0", b"total_loss", b"sem_seg/mIoU", b"pAcc")
     assert len(sessions) == 1 and [text for text in expected if text not in sessions[0]] == []
+
+
+@pytest.mark.slow
+def test_an_unreadable_training_image_stops_the_run_or_is_skipped(synthetic_root, tmp_path):
+    root = tmp_path / "datasets"
+    shutil.copytree(synthetic_root, root)
+    split = root / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt"
+    ids = split.read_text().split()[:3]
+    split.write_text("\n".join(ids) + "\n")  # 3 images: the 4 samples of 2 iterations x 2 include each
+    bad = root / "VOC2012" / "JPEGImages" / f"{ids[1]}.jpg"
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    config = str(CONFIGS / "fcn_R_50_d8_voc12aug_20k_ssl.yaml")
+    argv = ["--config-file", config, *SMALL, *SEGMENTATION, "MODEL.WEIGHTS", ""]
+
+    stopped = _train_net(*argv, "OUTPUT_DIR", str(tmp_path / "stop"), datasets_root=root)
+    assert stopped.returncode == 2, stopped.stderr[-3000:]
+    assert f"cannot read image {bad}" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert not (tmp_path / "stop" / "metrics.json").exists()
+
+    skip = ["TRANSFER.SKIP_BAD_IMAGES", "True"]
+    skipped = _train_net(*argv, *skip, "OUTPUT_DIR", str(tmp_path / "skip"), datasets_root=root)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert list(read_bad_images(tmp_path / "skip" / "bad_images.txt")) == [str(bad)]
+    assert json.loads((tmp_path / "skip" / "metrics.json").read_text())["skipped_images"] == 1
