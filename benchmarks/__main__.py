@@ -122,8 +122,8 @@ def _print_estimate(profile: Profile, jobs: list[Job], parallel: int, expected: 
     seconds = job_seconds({job.id: job for job in jobs}, recorded, expected)
     if seconds is None:
         echo(
-            "\nestimate: none (the profile has no expected_wall_s for this machine and state.json no "
-            "finished job of this graph)"
+            "\nestimate: none (the profile sets no expected_wall_s and state.json holds no finished job of "
+            "this graph)"
         )
         return
     left = format_duration(sum(seconds(job) for job in todo) / parallel)

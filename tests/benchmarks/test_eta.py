@@ -113,7 +113,7 @@ def test_a_dry_run_ends_with_the_estimate_for_this_machine(tmp_path, monkeypatch
 def test_a_dry_run_without_expectations_says_it_has_no_estimate(tmp_path, capsys):
     argv = ["reproduce", "--profile", "smoke", "--tables", "1", "--rows", "random", "--dry-run"]
     assert cli.main([*argv, "--set", *settings(tmp_path)]) == 0
-    assert "estimate: none (the profile has no expected_wall_s" in capsys.readouterr().out
+    assert "estimate: none (the profile sets no expected_wall_s" in capsys.readouterr().out
 
 
 def test_evaluate_estimates_tasks_without_finished_cells_from_the_expectation(tmp_path):
