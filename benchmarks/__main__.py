@@ -108,7 +108,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print_plan(profile, jobs, problems)
         _print_estimate(profile, jobs, args.jobs, _expected_here(args, profile, jobs))
         return 0
-    return _execute(args, profile, jobs, problems, _expected_here(args, profile, jobs))
+    _refuse(profile, problems)
+    return _execute(args, profile, jobs, _expected_here(args, profile, jobs))
+
+
+def _refuse(profile: Profile, problems: list[str]) -> None:
+    """Stops a run that preflight found pointless, before the speed probe or any job spends time on it."""
+    if problems:
+        raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
 
 
 def _print_estimate(profile: Profile, jobs: list[Job], parallel: int, expected: dict[str, float]) -> None:
@@ -160,6 +167,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     others = tuple(row for row in registry.rows() if row.key != args.name)
     matrix = Matrix(profile, (*others, custom_row(args.name, record)))
     args.rows = (args.name,)
+    problems = preflight(profile, _selection(args), matrix)
+    if not args.dry_run:
+        _refuse(profile, problems)
     echo(f"{args.name}: ResNet-{depth} checkpoint {checkpoint} (sha256 {sha256[:12]}...)")
     if depth != profile.backbone_depth:
         echo(
@@ -178,11 +188,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     expected = _expected_here(args, profile, jobs)
     for line in estimate(jobs, state.jobs, depth, profile.backbone_depth, args.jobs, expected):
         echo(line)
-    problems = preflight(profile, _selection(args), matrix)
     if args.dry_run:
         print_plan(profile, jobs, problems)
         return 0
-    return _execute(args, profile, jobs, problems, expected)
+    return _execute(args, profile, jobs, expected)
 
 
 def _threads_per_job(args: argparse.Namespace) -> int:
@@ -213,16 +222,14 @@ def _execute(
     args: argparse.Namespace,
     profile: Profile,
     jobs: list[Job],
-    problems: list[str],
     expected: dict[str, float],
 ) -> int:
-    """Runs the graph (resumable), rebuilds the report, prints failures; exit code 0 iff all done.
+    """Runs the graph (resumable; the caller has refused a profile with preflight problems), rebuilds the
+    report, prints failures; exit code 0 iff all done.
     `expected`: job duration key -> seconds expected here (`_expected_here`), for the ETA."""
     from benchmarks.executors import LocalExecutor, SlurmExecutor
     from benchmarks.runner import Runner, StateFile
 
-    if problems:
-        raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
     threads = _threads_per_job(args)
     if args.executor == "slurm":
         executor = SlurmExecutor(profile.output_dir / "slurm", profile.slurm)

@@ -122,3 +122,25 @@ def test_evaluate_estimates_tasks_without_finished_cells_from_the_expectation(tm
     assert lines[0].startswith("estimate: 1 cell(s) of voc_det ~ 3m45s at 1 job(s)")  # 100 s x 4.09 / 1.81
     assert "expected_wall_s scaled to this machine" in lines[0] and "FLOP ratio R-50/R-18" in lines[0]
     assert lines[1].startswith("estimate: no finished cell of voc_sem_seg")
+
+
+@pytest.mark.parametrize("command", ["reproduce", "evaluate"])
+def test_a_run_that_cannot_start_is_refused_before_the_speed_probe(tmp_path, monkeypatch, capsys, command):
+    import torch
+    import torchvision
+
+    def no_probe(argv, **kwargs):
+        raise AssertionError("the speed probe ran for a run that preflight refuses")
+
+    monkeypatch.setattr(speed_probe.subprocess, "run", no_probe)
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    argv = {
+        "reproduce": ["reproduce", "--rows", "random"],
+        "evaluate": ["evaluate", "--checkpoint", str(checkpoint), "--name", "mine"],
+    }[command]
+    profile = tmp_path / "paper_expected.yaml"  # with expectations, so a run would probe this machine
+    profile.write_text("_BASE_: paper\nexpected_wall_s: {probe_s: 0.2, cell/voc_det: 30}\n")
+    assert cli.main([*argv, "--profile", str(profile), "--tables", "1", "--set", *settings(tmp_path)]) == 2
+    assert "paper_expected cannot run: Dataset directory" in capsys.readouterr().err  # no real datasets here
+    assert not (tmp_path / "out" / "custom_rows.json").exists()
