@@ -133,12 +133,11 @@ def test_a_run_that_cannot_start_is_refused_before_the_speed_probe(tmp_path, mon
         raise AssertionError("the speed probe ran for a run that preflight refuses")
 
     monkeypatch.setattr(speed_probe.subprocess, "run", no_probe)
-    checkpoint = tmp_path / "r18.pth"
-    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
-    argv = {
-        "reproduce": ["reproduce", "--rows", "random"],
-        "evaluate": ["evaluate", "--checkpoint", str(checkpoint), "--name", "mine"],
-    }[command]
+    argv = ["reproduce", "--rows", "random"]
+    if command == "evaluate":
+        checkpoint = tmp_path / "r18.pth"
+        torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+        argv = ["evaluate", "--checkpoint", str(checkpoint), "--name", "mine"]
     profile = tmp_path / "paper_expected.yaml"  # with expectations, so a run would probe this machine
     profile.write_text("_BASE_: paper\nexpected_wall_s: {probe_s: 0.2, cell/voc_det: 30}\n")
     assert cli.main([*argv, "--profile", str(profile), "--tables", "1", "--set", *settings(tmp_path)]) == 2
