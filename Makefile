@@ -20,7 +20,7 @@ reproduce: setup  ## the whole chain on the embedded synthetic data (profile tin
 	$(PY) -m benchmarks reproduce --profile $(PROFILE) --jobs $(JOBS)
 
 smoke: setup  ## the whole chain at the smallest scale (< 3 min)
-	$(PY) -m benchmarks reproduce --profile smoke
+	$(PY) -m benchmarks reproduce --profile smoke --jobs $(JOBS)
 
 lint: setup
 	$(PY) -m ruff check .
