@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def load(path: Path) -> dict:
     """A checkpoint dict, loaded with weights_only=True (tensors and plain Python types only)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise PretrainError(
             f"cannot load checkpoint {path}: {e}. Expected a file written by pretrain.train_net; delete it "
             "to start over, or point OUTPUT_DIR at the run you want to resume."

@@ -7,7 +7,9 @@ numpy arrays and plain containers.
 
 import os
 import pickle
+import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +45,22 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a weight pickle")
 
 
+def _head(path: Path, size: int = 16) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def _has_torch_file_magic(path: Path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle stream from protocol 2 on (the legacy format)."""
+    return zipfile.is_zipfile(path) or _head(path, 1) == b"\x80"
+
+
+def _disallowed_object(exc: pickle.UnpicklingError) -> str:
+    """The Python object torch's weights-only unpickler refused, as named in its message."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    return f"a Python object, {found.group(1)}" if found else "Python objects"
+
+
 def load_torch_checkpoint(path: str | Path) -> Mapping:
     """`torch.load(map_location="cpu", weights_only=True)` with a clear message on every failure."""
     path = Path(path)
@@ -54,10 +72,16 @@ def load_torch_checkpoint(path: str | Path) -> Mapping:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _has_torch_file_magic(path):
+            raise TransferError(
+                f"Checkpoint {path} is not a PyTorch file: it starts with {_head(path)!r}, while torch.save "
+                "writes a zip archive (or, before PyTorch 1.6, a pickle). A download that returned an error "
+                "or login page instead of the weights looks like this; fetch the file again."
+            ) from exc
         raise TransferError(
-            f"Checkpoint {path} needs full unpickling (it stores Python objects beyond tensors and plain "
-            f"containers: {str(exc).splitlines()[0]}). Unpickling can run arbitrary code, so it is refused. "
-            "If you trust the file, re-save only its tensors: "
+            f"Checkpoint {path} needs full unpickling (it stores {_disallowed_object(exc)}, beyond tensors "
+            "and plain containers). Unpickling can run arbitrary code, so it is refused. If you trust the "
+            "file, re-save only its tensors: "
             "`torch.save(torch.load(IN, weights_only=False)['state_dict'], OUT)` and convert OUT."
         ) from exc
     except (RuntimeError, EOFError, OSError) as exc:

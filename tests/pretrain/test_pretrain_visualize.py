@@ -67,3 +67,11 @@ def test_names_a_diverged_checkpoint(tiny_root, tmp_path, capsys):
     assert main([str(path), str(image), "--out", str(tmp_path / "x.png"), "--size", "96"]) == 2
     assert "not finite" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_names_a_file_that_is_no_checkpoint(tiny_root, tmp_path, capsys):
+    page = tmp_path / "model_final.pth"
+    page.write_text("<html><body>404 Not Found</body></html>")
+    image = next((tiny_root / "coco" / "train2017").iterdir())
+    assert main([str(page), str(image), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"cannot load checkpoint {page}" in capsys.readouterr().err

@@ -173,7 +173,19 @@ class _Unsafe:
 
 
 def test_checkpoint_needing_full_unpickling_is_refused(tmp_path, resnet_state_dicts):
-    _refused(tmp_path, {"state_dict": resnet_state_dicts[18], "extra": _Unsafe()}, "needs full unpickling")
+    _refused(
+        tmp_path,
+        {"state_dict": resnet_state_dicts[18], "extra": _Unsafe()},
+        "needs full unpickling .it stores a Python object, .*_Unsafe,",
+    )
+
+
+def test_a_downloaded_error_page_is_named_as_not_a_pytorch_file(tmp_path):
+    page = tmp_path / "densecl_r50_coco_1600ep.pth"
+    page.write_text("<!DOCTYPE html><html><body>Google Drive - quota exceeded</body></html>")
+    with pytest.raises(TransferError, match="is not a PyTorch file: it starts with b'<!DOCTYPE html>"):
+        convert_checkpoint(page, tmp_path / "out.pkl")
+    assert not (tmp_path / "out.pkl").exists()
 
 
 def test_cli_reports_and_exits_2_on_bad_input(tmp_path, resnet_state_dicts, capsys):
