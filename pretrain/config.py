@@ -66,6 +66,10 @@ _C.SOLVER.CHECKPOINT_PERIOD = 10  # keep checkpoint_epoch_XXXX.pth every this ma
 _C.SOLVER.CHECKPOINT_ITERS = (
     0  # also refresh checkpoint_last.pth every this many iterations (0 = epochs only)
 )
+# Skip a periodic checkpoint_last.pth refresh (epoch end, CHECKPOINT_ITERS) less than this many seconds after
+# the previous write: an interruption then repeats at most this much training. 0 = refresh every time; for
+# schedules of many short epochs (scaled profiles).
+_C.SOLVER.LAST_CHECKPOINT_MIN_SECONDS = 0
 _C.SOLVER.LOG_PERIOD = 20  # iterations between metrics.jsonl / TensorBoard records
 
 _C.TRAIN = CN()

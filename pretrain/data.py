@@ -200,7 +200,9 @@ class ImageListDataset(Dataset):
             out = self.transform(img)
         else:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # Only the CPU generator, which the transforms draw from: torch.manual_seed would also queue
+                # seeding calls for CUDA, XPU and MTIA, ~0.7 ms per item (~20 ms per batch of 32).
+                torch.default_generator.manual_seed(seed)
                 out = self.transform(img)
         return (*out, label) if isinstance(out, tuple) else (out, label)
 

@@ -95,6 +95,27 @@ def test_killed_run_resumes_exactly(tiny_root, tmp_path, monkeypatch):
     assert iters == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize(("min_seconds", "refreshed"), [(0, [1, 2, 3, 4]), (10**9, [])])
+def test_last_checkpoint_refresh_waits_for_min_seconds(
+    tiny_root, tmp_path, monkeypatch, min_seconds, refreshed
+):
+    """Periodic checkpoint_last.pth refreshes (here every iteration) are skipped while the last write is
+    younger than LAST_CHECKPOINT_MIN_SECONDS; the final state is always written."""
+    writes = []
+    real_save = checkpoint.save_atomic
+
+    def recording_save(obj, path):
+        if Path(path).name == checkpoint.LAST:
+            writes.append(obj["iteration"])
+        real_save(obj, path)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", recording_save)
+    opts = {"SOLVER.MAX_ITERS": 5, "SOLVER.CHECKPOINT_ITERS": 1}
+    opts["SOLVER.LAST_CHECKPOINT_MIN_SECONDS"] = min_seconds
+    Trainer(run_cfg(tiny_root, tmp_path / "run", **opts)).train()
+    assert writes == [*refreshed, 5]
+
+
 def test_resume_with_larger_max_iters(tiny_root, tmp_path):
     out = tmp_path / "grow"
     Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 2})).train()
