@@ -32,6 +32,7 @@ from transfer.config import add_transfer_config
 from transfer.data import SemSegDatasetMapper, check_datasets  # registers the VOC 2012 sem-seg datasets
 from transfer.data.guarded_mapper import guard_mapper
 from transfer.errors import TransferError
+from transfer.optimizer import build_fused_sgd
 from transfer.run_setup import setup_run
 from transfer.runtime import (
     autocast_training_on_cpu,
@@ -47,8 +48,8 @@ logger = logging.getLogger("transfer.train_net")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with the task's evaluator, the sem-seg mapper, the poly LR schedule and, given a
-    `wandb_run`, a W&B writer beside the JSON and TensorBoard ones."""
+    """DefaultTrainer with the task's evaluator, the sem-seg mapper, the poly LR schedule, Detectron2's SGD
+    fused (transfer.optimizer) and, given a `wandb_run`, a W&B writer beside the JSON and TensorBoard ones."""
 
     def __init__(self, cfg, wandb_run=None):
         self.wandb_run = wandb_run  # read by build_writers, which DefaultTrainer.__init__ calls
@@ -89,6 +90,10 @@ class Trainer(DefaultTrainer):
         model = super().build_model(cfg)
         autocast_training_on_cpu(model, cfg)
         return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_fused_sgd(cfg, model)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
