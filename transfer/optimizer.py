@@ -6,10 +6,10 @@ changes. Detectron2 asks for torch's `foreach` SGD, a chain of multi-tensor ops 
 of every gradient for the weight decay; the fused SGD does the same arithmetic in one pass per group. The
 step takes a third of the time (ResNet-18: ~7 ms instead of 17-25 ms on one core of an AMD EPYC); a `tiny`
 training iteration, old and new run side by side (2026-12-03): COCO Mask R-CNN 0.524 -> 0.479 s, VOC
-Faster R-CNN 0.325 -> 0.307 s, VOC FCN 0.182 -> 0.178 s. The
-weights agree to the last bit except for rare elements one rounding step apart (the vector tail of small
-tensors, e.g. a 21-class score bias; tests/transfer/test_optimizer.py), so a run differs from one with
-Detectron2's optimizer only as float noise does.
+Faster R-CNN 0.325 -> 0.307 s, VOC FCN 0.182 -> 0.178 s. The weights agree to the last bit except for rare
+elements one rounding step apart (the vector tail of small tensors, e.g. a 21-class score bias;
+tests/transfer/test_optimizer.py), so a run differs from one with Detectron2's optimizer only as float noise
+does.
 """
 
 import torch
