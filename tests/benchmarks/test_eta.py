@@ -99,10 +99,11 @@ def _fake_probe(monkeypatch, probe_s: float) -> None:
     monkeypatch.setattr(speed_probe.subprocess, "run", lambda argv, **kwargs: Done())
 
 
-def test_a_dry_run_ends_with_the_estimate_for_this_machine(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("command", [["reproduce", "--dry-run"], ["plan"]])
+def test_a_dry_run_ends_with_the_estimate_for_this_machine(tmp_path, monkeypatch, capsys, command):
     _fake_probe(monkeypatch, 0.4)  # twice as slow as the machine the expectations were measured on
     expected = "expected_wall_s={probe_s: 0.2, data: 10, cell/voc_det: 30}"
-    argv = ["reproduce", "--profile", "smoke", "--tables", "1", "--rows", "random", "--dry-run"]
+    argv = [*command, "--profile", "smoke", "--tables", "1", "--rows", "random"]
     assert cli.main([*argv, "--jobs", "2", "--set", *settings(tmp_path), expected]) == 0
     out = capsys.readouterr().out
     assert "estimates scale them by 2.00" in out
