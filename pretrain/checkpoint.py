@@ -13,6 +13,7 @@ from .errors import PretrainError
 
 LAST = "checkpoint_last.pth"
 FINAL = "model_final.pth"
+RESUME_KEYS = ("model", "optimizer", "scaler", "rng", "epoch", "iteration")  # what a resume reads
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -41,26 +42,29 @@ def load(path: Path) -> dict:
         ) from e
 
 
-def rng_state() -> dict:
-    """python, numpy, torch (and CUDA) generator states, in weights_only-loadable types."""
+def rng_state(device: torch.device) -> dict:
+    """python, numpy, torch (and, on a GPU, `device`'s CUDA) generator states, in weights_only-loadable types.
+
+    Only the training device's CUDA generator is kept: a resumed run may see fewer GPUs than the one that
+    saved, and every process draws on its own GPU only."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(_to_tuples(state["python"]))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
     np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _to_tuples(obj):

@@ -283,7 +283,7 @@ class ResumableDistributedSampler(Sampler[tuple[int, int]]):
         self.epoch, self.start_batch = epoch, start_batch
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)  # seed s+1 != epoch 1 of s
         perm = torch.randperm(self.length, generator=g)[
             : self.batches_per_epoch * self.batch_per_process * self.world_size
         ]

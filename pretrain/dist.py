@@ -158,13 +158,15 @@ def maybe_convert_sync_bn(model: nn.Module, requested: bool) -> nn.Module:
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel when distributed, the module itself otherwise.
 
-    Buffers are not broadcast: the queues are kept identical on every process by gathering keys, and
-    broadcasting 65,536 x 128 queues every step would only cost bandwidth.
+    Buffers (queues, BN statistics) are copied from rank 0 once, when DDP wraps the model; every process
+    seeds differently, so each filled its queues with its own random keys. After that the queues stay
+    identical because every process enqueues the same gathered keys, and broadcasting 65,536 x 128 queues
+    before each forward (MoCo's default) would only cost bandwidth.
     """
     if not is_distributed():
         return model
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

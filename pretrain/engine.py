@@ -94,7 +94,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         self.logger = setup_logging(self.out_dir, self.is_main)
-        seed_everything(cfg.SEED + dist.get_rank())  # different augmentations per process
+        seed_everything(cfg.SEED + dist.get_rank())  # augmentations are seeded per image (data.py), not here
 
         world = dist.get_world_size()
         per_process = self._build_data(world)
@@ -196,7 +196,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": iteration,
             "epoch": iteration // self.iters_per_epoch,
-            "rng": checkpoint.rng_state(),
+            "rng": checkpoint.rng_state(self.device),
             "config": self.cfg.dump(),
         }
 
@@ -206,6 +206,13 @@ class Trainer:
             self.logger.info("--resume: no %s yet, starting from iteration 0", path)
             return 0
         ckpt = checkpoint.load(path)
+        missing = [key for key in checkpoint.RESUME_KEYS if key not in ckpt]
+        if missing:
+            raise PretrainError(
+                f"checkpoint {path} lacks {', '.join(missing)}: it is not a resumable state written by "
+                f"pretrain.train_net (those hold {', '.join(checkpoint.RESUME_KEYS)}). Delete it to start "
+                "over, or use a fresh OUTPUT_DIR."
+            )
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -215,7 +222,7 @@ class Trainer:
                 "architecture or head size; use a fresh OUTPUT_DIR or the config it was trained with."
             ) from e
         self.scaler.load_state_dict(ckpt["scaler"])
-        checkpoint.set_rng_state(ckpt["rng"])
+        checkpoint.set_rng_state(ckpt["rng"], self.device)
         self.logger.info("resumed from %s: epoch %d, iteration %d", path, ckpt["epoch"], ckpt["iteration"])
         return int(ckpt["iteration"])
 

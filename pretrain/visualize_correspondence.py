@@ -41,8 +41,14 @@ def load_backbone(path: Path) -> tuple[ResNetTrunk, dict]:
             f"{path} holds a {meta.get('method')!r} model; the correspondence tool needs a densecl or mocov2 "
             f"model_final.pth with '{PREFIX}*' keys."
         )
-    backbone = ResNetTrunk(meta["arch"])
-    backbone.load_state_dict(weights)
+    try:
+        backbone = ResNetTrunk(meta["arch"])
+        backbone.load_state_dict(weights)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise PretrainError(
+            f"{path}: its meta 'arch' ({meta.get('arch')!r}) and '{PREFIX}*' weights do not make a ResNet "
+            f"trunk ({e}). Expected a model_final.pth written by pretrain.train_net for a resnet18/34/50."
+        ) from e
     return backbone.eval(), meta
 
 

@@ -236,14 +236,22 @@ def test_densecl_geometry_forward_is_finite(grid):
 
 
 def test_geometry_uses_the_geometric_match():
-    """Identical views and boxes: the geometric positive of cell p is key cell p, whatever the features."""
+    """Same crop box, key mirrored: the geometric positive of query cell (r, c) is key cell (r, S-1-c),
+    whatever the two (unrelated) inputs show; feature matching on those inputs finds other cells."""
+    grid = 3
     model = build_model(
-        tiny_cfg(**{"MODEL.DENSECL.GRID_SIZE": 3, "MODEL.DENSECL.MATCHING": "geometry"})
+        tiny_cfg(**{"MODEL.DENSECL.GRID_SIZE": grid, "MODEL.DENSECL.MATCHING": "geometry"})
     ).eval()
-    x = torch.randn(2, 3, 64, 64)
-    view_params = torch.tensor([[10.0, 20.0, 90.0, 70.0, 1.0]]).expand(2, 2, 5)
-    query, keys = model.encoder_q(x), model.encode_keys(x)
-    assert torch.equal(model.match(query, keys, view_params), torch.arange(9).expand(2, 9))
+    g = torch.Generator().manual_seed(0)
+    x_q, x_k = torch.randn(2, 3, 64, 64, generator=g), torch.randn(2, 3, 64, 64, generator=g)
+    box = [10.0, 20.0, 90.0, 70.0]
+    view_params = torch.tensor([[[*box, 0.0], [*box, 1.0]]]).expand(2, 2, 5)  # (N, 2, 5): query, key
+    query, keys = model.encoder_q(x_q), model.encode_keys(x_k)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    mirrored = (rows * grid + (grid - 1 - cols)).reshape(-1).expand(2, grid * grid)  # (N, S*S)
+    assert torch.equal(model.match(query, keys, view_params), mirrored)
+    model.matching = "feature"
+    assert not torch.equal(model.match(query, keys, view_params), mirrored)
 
 
 def test_geometry_without_view_params_is_a_clear_error():

@@ -147,6 +147,17 @@ def test_sampler_resumes_mid_epoch_and_splits_processes(world):
         assert batches(r, 2) == full[r][2:]
 
 
+def test_sampler_seeds_do_not_share_epochs():
+    """Seed s + 1 must not replay seed s one epoch later (orders seeded by seed + epoch would)."""
+
+    def order(seed, epoch):
+        s = ResumableDistributedSampler(length=40, batch_per_process=4, rank=0, world_size=1, seed=seed)
+        s.set_position(epoch=epoch, start_batch=0)
+        return [i for i, _ in s]
+
+    assert order(0, 1) != order(1, 0) and order(0, 2) != order(2, 0) and order(3, 0) == order(3, 0)
+
+
 def test_augmentation_depends_only_on_sample_seed(tiny_root):
     ds = build_dataset(tiny_cfg(**{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco"}))
     a = ds[(3, 123)]

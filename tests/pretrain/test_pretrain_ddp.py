@@ -39,3 +39,17 @@ def test_torchrun_two_processes(tiny_root, tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+
+
+@pytest.mark.slow
+def test_queues_are_equal_on_every_process():
+    """Each process seeds differently, so each fills its queues with its own random keys; DDP must copy
+    rank 0's once, and the gathered enqueues then keep them equal (tests/pretrain/ddp_queue_check.py)."""
+    script = os.path.join(os.path.dirname(__file__), "ddp_queue_check.py")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

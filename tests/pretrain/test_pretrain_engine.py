@@ -126,6 +126,14 @@ def test_resume_with_larger_max_iters(tiny_root, tmp_path):
     assert meta["iters"] == 4
 
 
+def test_resume_from_a_foreign_checkpoint_is_a_clear_error(tiny_root, tmp_path):
+    out = tmp_path / "foreign"
+    out.mkdir()
+    torch.save({"model": {}, "iteration": 3}, out / checkpoint.LAST)  # plain weights, not a training state
+    with pytest.raises(PretrainError, match=r"checkpoint_last.pth lacks optimizer, scaler, rng, epoch"):
+        Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 2}), resume=True)
+
+
 def test_nan_loss_stops_with_clear_message(tiny_root, tmp_path):
     trainer = Trainer(run_cfg(tiny_root, tmp_path / "nan", **{"SOLVER.MAX_ITERS": 2}))
     trainer.model.compute_losses = lambda q, k: {"loss": torch.tensor(float("nan"), requires_grad=True)}

@@ -98,3 +98,19 @@ def test_dense_info_nce_uses_the_matched_position():
     identity = torch.arange(4).unsqueeze(0)
     shifted = identity.roll(1, dims=1)
     assert dense_info_nce(qd, qd, identity, queue, 0.2) < dense_info_nce(qd, qd, shifted, queue, 0.2)
+
+
+def test_losses_stay_fp32_inside_the_training_autocast():
+    """The step runs under bfloat16 autocast on CPU; the similarities and logits must not follow it."""
+    q, k, queue = (unit(*shape, seed=s).float() for s, shape in enumerate([(8, 16), (8, 16), (64, 16)]))
+    q_dense, k_dense = unit(4, 16, 9, seed=3).float(), unit(4, 16, 9, seed=4).float()
+    match_idx = match_dense(q_dense, k_dense)
+
+    def losses():
+        return info_nce(q, k, queue, 0.2), dense_info_nce(q_dense, k_dense, match_idx, queue, 0.2)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = losses()
+        match_under_autocast = match_dense(q_dense, k_dense)
+    assert all(torch.equal(a, b) for a, b in zip(under_autocast, losses()))
+    assert torch.equal(match_under_autocast, match_idx)

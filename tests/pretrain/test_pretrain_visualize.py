@@ -75,3 +75,17 @@ def test_names_a_file_that_is_no_checkpoint(tiny_root, tmp_path, capsys):
     image = next((tiny_root / "coco" / "train2017").iterdir())
     assert main([str(page), str(image), "--out", str(tmp_path / "x.png")]) == 2
     assert f"cannot load checkpoint {page}" in capsys.readouterr().err
+
+
+def test_names_a_checkpoint_whose_arch_does_not_fit_its_weights(tiny_root, tmp_path, capsys):
+    cfg = tiny_cfg("mocov2", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco", "SOLVER.MAX_ITERS": 1})
+    cfg.OUTPUT_DIR = str(tmp_path / "run")
+    Trainer(cfg).train()
+    path = tmp_path / "run" / "model_final.pth"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["meta"]["arch"] = "resnet50"  # resnet18 weights
+    torch.save(ckpt, path)
+    image = next((tiny_root / "coco" / "train2017").iterdir())
+    assert main([str(path), str(image), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "'resnet50'" in err and "do not make a ResNet trunk" in err
