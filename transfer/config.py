@@ -50,6 +50,9 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # Semantic-segmentation training crop: retry a crop until no class covers more than this fraction
     # (mmseg RandomCrop cat_max_ratio); 1.0 disables. Crop size is INPUT.CROP.SIZE.
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 0.75
+    # mmseg's PhotoMetricDistortion of semantic-segmentation training images (brightness, contrast,
+    # saturation, hue; transfer/data/photometric.py). The FCN configs turn it on; detection ignores it.
+    cfg.INPUT.PHOTOMETRIC_DISTORTION = False
 
     # Poly schedule (Detectron2 DeepLab project's WarmupPolyLR): lr = base * (1 - it/max)^POWER, held at
     # no less than base * CONSTANT_ENDING.

@@ -1,15 +1,18 @@
 """Convert any ResNet checkpoint into a Detectron2 weight pickle, with a key-match report.
 
-`python -m transfer.convert IN OUT.pkl [--depth auto|18|34|50|101|152] [--prefix P]`
+`python -m transfer.convert IN OUT.pkl [--depth auto|18|34|50|101|152] [--prefix P] [--allow-unexpected]`
 
 Accepted layouts (PROTOCOLS.md "Conversion"): our pretraining checkpoints (`encoder_q.backbone.*` under
 "state_dict" or "model"; supervised: plain torchvision keys with `fc.*`), official DenseCL releases
 (prefix-free backbone, possibly under "state_dict"), MoCo `.pth.tar` (`module.encoder_q.*`), torchvision
 state dicts and Lightning-style wrappers (`model.`/`backbone.` prefixes). Only the query backbone is
 kept: the key (momentum) encoder, projection heads, queues and the classifier are dropped and listed.
+Tensors under the backbone prefix that a plain ResNet lacks (an SE block, ...) refuse the conversion
+unless `--allow-unexpected` is given.
 """
 
 import argparse
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +33,14 @@ from transfer.resnet_layout import (
 # Wrapper keys under which trainers store the weights (MoCo/DenseCL/Lightning "state_dict", ours and
 # Detectron2 "model", pycls "model_state").
 _CONTAINER_KEYS = ("state_dict", "model", "model_state", "module", "net", "network")
-# Prefix components that mark a momentum (key/teacher/target) encoder: never the weights to transfer.
-_KEY_ENCODER_TOKENS = ("encoder_k", "momentum", "teacher", "target", "ema")
+# Words that mark a momentum (key/teacher/target/EMA) encoder, never the weights to transfer, when they
+# are a `_`-separated part of a key component: MoCo `encoder_k`, solo-learn `momentum_backbone`, lightly
+# `backbone_momentum`, MoCo v3 `momentum_encoder`, BYOL `target_network`, DINO `teacher`, timm `model_ema`.
+_MOMENTUM_WORDS = {"momentum", "teacher", "target", "ema"}
+# Top-level modules of a torchvision ResNet: a tensor inside them that the ResNet lacks is a layer it
+# does not have.
+_RESNET_MODULES = {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"}
+_OUTSIDE = "outside the backbone"
 
 
 @dataclass
@@ -81,6 +90,14 @@ def find_state_dict(checkpoint: Mapping, source: str) -> dict[str, torch.Tensor]
     )
 
 
+def is_key_encoder(key: str) -> bool:
+    """Whether `key` lies in a key/momentum encoder: a component `encoder_k` or one with a word of
+    _MOMENTUM_WORDS between underscores (`momentum_encoder`, `target_network`; not `schema`, `emanet`)."""
+    return any(
+        part == "encoder_k" or not _MOMENTUM_WORDS.isdisjoint(part.split("_")) for part in key.split(".")
+    )
+
+
 def choose_prefix(keys: set[str], source: str, prefix: str | None = None) -> str:
     """The prefix under which a query/online ResNet backbone lives (`conv1.weight` + `layer1.0.*`)."""
     if prefix is not None:
@@ -92,7 +109,7 @@ def choose_prefix(keys: set[str], source: str, prefix: str | None = None) -> str
         for k in keys
         if k.endswith("conv1.weight") and k[: -len("conv1.weight")] + "layer1.0.conv1.weight" in keys
     )
-    online = [p for p in candidates if not any(t in p.split(".") for t in _KEY_ENCODER_TOKENS)]
+    online = [p for p in candidates if not is_key_encoder(p)]
     if len(online) == 1:
         return online[0]
     if not online:
@@ -102,28 +119,54 @@ def choose_prefix(keys: set[str], source: str, prefix: str | None = None) -> str
             "Expected a torchvision-layout ResNet (conv1, bn1, layer1..layer4)."
         )
     raise TransferError(
-        f"Checkpoint {source} holds several ResNet backbones under prefixes {online}; pass the one to "
-        "convert with --prefix."
+        f"Checkpoint {source} holds several ResNet backbones under prefixes {online} and none is marked "
+        "as a key/momentum encoder; choose the one to transfer with `python -m transfer.convert "
+        f"{shlex.quote(source)} OUT.pkl --prefix {shlex.quote(online[0])}` (or another of the prefixes) "
+        "and fine-tune with MODEL.WEIGHTS OUT.pkl."
     )
 
 
 def _drop_reason(key: str, prefix: str) -> str:
-    if any(t in key.split(".") for t in _KEY_ENCODER_TOKENS):
+    if is_key_encoder(key):
         return "key (momentum) encoder"
     if "queue" in key:
         return "queues"
     if key.startswith(prefix + "fc.") or key.startswith("fc."):
         return "fc classifier"
-    if "head" in key or "projector" in key or "predictor" in key:
+    if any(head in key for head in ("head", "projector", "predictor", "prototypes")):
         return "heads"
-    return "outside the backbone"
+    return _OUTSIDE
+
+
+def _is_unexpected(key: str, prefix: str) -> bool:
+    """A tensor under the backbone prefix that a plain ResNet lacks: inside the ResNet's modules (an SE
+    block's `layer1.0.se.fc1.weight`) or not recognisably a classifier, head, queue or key encoder."""
+    if not key.startswith(prefix):
+        return False
+    return key[len(prefix) :].split(".")[0] in _RESNET_MODULES or _drop_reason(key, prefix) == _OUTSIDE
+
+
+def _unexpected_error(source: str, report: ConversionReport) -> TransferError:
+    return TransferError(
+        f"Checkpoint {source}: {len(report.unexpected)} tensors under the backbone prefix {report.prefix!r} "
+        f"are not part of a torchvision ResNet-{report.depth} ({_preview(report.unexpected)}). "
+        "The checkpoint holds layers a plain ResNet does not have (SE or attention blocks, a modified "
+        "stem, ...); Detectron2's ResNet cannot represent them, so fine-tuning would run without them. If "
+        f"that is intended, convert with `python -m transfer.convert {shlex.quote(source)} OUT.pkl "
+        "--allow-unexpected` and fine-tune with MODEL.WEIGHTS OUT.pkl."
+    )
 
 
 def convert_state_dict(
-    state_dict: dict[str, torch.Tensor], source: str, depth: int | str = "auto", prefix: str | None = None
+    state_dict: dict[str, torch.Tensor],
+    source: str,
+    depth: int | str = "auto",
+    prefix: str | None = None,
+    allow_unexpected: bool = False,
 ) -> tuple[dict[str, np.ndarray], ConversionReport]:
     """Detectron2-named numpy arrays of the query ResNet backbone, and the report. Refuses incomplete
-    backbones, wrong shapes and non-ResNets with a TransferError."""
+    backbones, wrong shapes, non-ResNets and, unless `allow_unexpected`, unexpected tensors under the
+    backbone prefix with a TransferError."""
     prefix = choose_prefix(set(state_dict), source, prefix)
     backbone = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     inferred = infer_depth(set(backbone))
@@ -159,23 +202,30 @@ def convert_state_dict(
     model = {torchvision_to_detectron2(k): backbone[k].detach().float().numpy() for k in sorted(expected)}
     report = ConversionReport(source=source, output="", prefix=prefix, depth=inferred, converted=len(model))
     for key in sorted(state_dict):
-        rest = key[len(prefix) :] if key.startswith(prefix) else None
-        if rest in expected or key.endswith("num_batches_tracked"):
+        if (key.startswith(prefix) and key[len(prefix) :] in expected) or key.endswith("num_batches_tracked"):
             continue
-        if rest is not None and not rest.startswith("fc."):
+        if _is_unexpected(key, prefix):
             report.unexpected.append(key)
         else:
             report.dropped.setdefault(_drop_reason(key, prefix), []).append(key)
+    if report.unexpected and not allow_unexpected:
+        raise _unexpected_error(source, report)
     return model, report
 
 
 def convert_checkpoint(
-    in_path: str | Path, out_path: str | Path, depth: int | str = "auto", prefix: str | None = None
+    in_path: str | Path,
+    out_path: str | Path,
+    depth: int | str = "auto",
+    prefix: str | None = None,
+    allow_unexpected: bool = False,
 ) -> ConversionReport:
     """Read `in_path` safely, convert its query ResNet backbone and write the Detectron2 pickle."""
     checkpoint = load_torch_checkpoint(in_path)
     state_dict = find_state_dict(checkpoint, str(in_path))
-    model, report = convert_state_dict(state_dict, str(in_path), depth=depth, prefix=prefix)
+    model, report = convert_state_dict(
+        state_dict, str(in_path), depth=depth, prefix=prefix, allow_unexpected=allow_unexpected
+    )
     write_weight_pickle(model, out_path)
     report.output = str(out_path)
     return report
@@ -187,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", help="Detectron2 weight pickle to write (.pkl)")
     parser.add_argument("--depth", default="auto", choices=["auto", *map(str, SUPPORTED_DEPTHS)])
     parser.add_argument("--prefix", default=None, help="backbone key prefix (default: detected)")
+    parser.add_argument(
+        "--allow-unexpected",
+        action="store_true",
+        help="convert even if tensors under the prefix are not part of a plain ResNet (they are dropped)",
+    )
     args = parser.parse_args(argv)
     if not args.output.endswith(".pkl"):
         print(
@@ -195,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        report = convert_checkpoint(args.input, args.output, depth=args.depth, prefix=args.prefix)
+        report = convert_checkpoint(
+            args.input,
+            args.output,
+            depth=args.depth,
+            prefix=args.prefix,
+            allow_unexpected=args.allow_unexpected,
+        )
     except TransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from detectron2.projects.deeplab import build_lr_scheduler as build_poly_aware_l
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
+from torch.multiprocessing import ProcessRaisedException
 
 import transfer.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm, the dilated ResNet, FCNHead, segmentor)
 from transfer.bad_images import skipped_images
@@ -45,6 +46,8 @@ from transfer.wandb_logging import WandbWriter, import_wandb, start_run
 from transfer.weights import resolve_weights
 
 logger = logging.getLogger("transfer.train_net")
+# How a traceback names a TransferError: the message follows it on the traceback's last line(s).
+_TRANSFER_ERROR_LINE = f"{TransferError.__module__}.{TransferError.__qualname__}: "
 
 
 class Trainer(DefaultTrainer):
@@ -130,7 +133,7 @@ def prepare(args) -> None:
     import_wandb(cfg, TransferError)  # WANDB.PROJECT without wandb installed: fail before any process starts
     args.weights_given = cfg.MODEL.WEIGHTS
     if not (args.resume and Path(cfg.OUTPUT_DIR, "last_checkpoint").is_file()):  # else MODEL.WEIGHTS unused
-        weights, note = resolve_weights(cfg.MODEL.WEIGHTS, cfg.MODEL.RESNETS.DEPTH, cfg.OUTPUT_DIR)
+        weights, note = resolve_weights(cfg)
         if note:
             print(note)
         args.opts = [*args.opts, "MODEL.WEIGHTS", weights]
@@ -213,6 +216,19 @@ def main(args):
     return results
 
 
+def error_paragraph(exc: Exception) -> str | None:
+    """The message of the TransferError behind `exc`, None if there is none.
+
+    A TransferError raised in a DataLoader worker comes back as a TransferError whose message is the
+    worker's traceback text, one raised in a `--num-gpus` child process as a ProcessRaisedException
+    holding the child's; the original message ends either text."""
+    text = str(exc)
+    if _TRANSFER_ERROR_LINE in text:
+        message = text.rsplit(_TRANSFER_ERROR_LINE, 1)[1].strip()
+        return None if "Traceback (most recent call last)" in message else message
+    return text if isinstance(exc, TransferError) else None
+
+
 def cli(argv: list[str] | None = None) -> int:
     args = default_argument_parser().parse_args(argv)
     try:
@@ -225,8 +241,11 @@ def cli(argv: list[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args,),
         )
-    except TransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TransferError, ProcessRaisedException) as exc:
+        message = error_paragraph(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

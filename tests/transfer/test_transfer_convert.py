@@ -112,9 +112,9 @@ def _backbone_sources(model_keys: list[str]) -> dict[str, str]:
 
 
 MODELS = {
-    "c4": ("pascal_voc_R_50_C4_24k_ssl.yaml", 4),  # stages in the model: res2-4 backbone + res5 head
-    "fpn": ("coco_R_50_FPN_1x_syncbn_ssl.yaml", 4),
-    "fcn_d8": ("fcn_R_50_d8_voc12aug_20k_ssl.yaml", 4),
+    "c4": "pascal_voc_R_50_C4_24k_ssl.yaml",  # res2-4 in the backbone, res5 in the ROI head
+    "fpn": "coco_R_50_FPN_1x_syncbn_ssl.yaml",
+    "fcn_d8": "fcn_R_50_d8_voc12aug_20k_ssl.yaml",
 }
 
 
@@ -124,8 +124,7 @@ def test_converted_weights_load_into_detectron2_models(tmp_path, resnet_state_di
     state = resnet_state_dicts[depth]
     torch.save(_layout("ours", state)[0], tmp_path / "model_final.pth")
     convert_checkpoint(tmp_path / "model_final.pth", tmp_path / "w.pkl")
-    config, _ = MODELS[model_type]
-    model = build_model(make_cfg(str(CONFIGS / config), *depth_opts(depth)))
+    model = build_model(make_cfg(str(CONFIGS / MODELS[model_type]), *depth_opts(depth)))
 
     DetectionCheckpointer(model).load(str(tmp_path / "w.pkl"))
 
@@ -166,6 +165,89 @@ def test_non_resnet_is_refused(tmp_path):
 def test_key_encoder_alone_is_never_converted(tmp_path, resnet_state_dicts):
     state = {f"encoder_k.{k}": v for k, v in resnet_state_dicts[18].items()}
     _refused(tmp_path, {"state_dict": state}, "key/momentum encoder")
+
+
+# (online backbone prefix, momentum twin prefix) of common SSL libraries' checkpoints.
+MOMENTUM_LAYOUTS = {
+    "solo-learn": ("backbone.", "momentum_backbone."),
+    "lightly": ("backbone.", "backbone_momentum."),
+    "moco_v3": ("module.base_encoder.", "module.momentum_encoder."),
+    "byol": ("online_network.", "target_network."),
+}
+
+
+@pytest.mark.parametrize("library", sorted(MOMENTUM_LAYOUTS))
+def test_the_online_backbone_is_chosen_over_its_momentum_twin(tmp_path, resnet_state_dicts, library):
+    online, momentum = MOMENTUM_LAYOUTS[library]
+    state = resnet_state_dicts[18]
+    checkpoint = {f"{online}{k}": v for k, v in state.items()} | {
+        f"{momentum}{k}": v for k, v in state.items()
+    }
+    torch.save({"state_dict": checkpoint}, tmp_path / "ckpt.pth")
+
+    report = convert_checkpoint(tmp_path / "ckpt.pth", tmp_path / "out.pkl")
+
+    assert report.prefix == online and report.unexpected == []
+    dropped = {k for k in checkpoint if k.startswith(momentum) and not k.endswith("num_batches_tracked")}
+    assert set(report.dropped["key (momentum) encoder"]) == dropped
+
+
+@pytest.mark.parametrize("prefix", ["schema_model.", "emanet.", "targets."])
+def test_names_merely_containing_a_momentum_word_are_online_backbones(tmp_path, resnet_state_dicts, prefix):
+    torch.save({f"{prefix}{k}": v for k, v in resnet_state_dicts[18].items()}, tmp_path / "ckpt.pth")
+    assert convert_checkpoint(tmp_path / "ckpt.pth", tmp_path / "out.pkl").prefix == prefix
+
+
+def test_several_online_backbones_name_the_convert_command(tmp_path, resnet_state_dicts):
+    state = resnet_state_dicts[18]
+    two = {f"student.{k}": v for k, v in state.items()} | {f"backbone.{k}": v for k, v in state.items()}
+    path = tmp_path / "two.pth"
+    torch.save(two, path)
+    with pytest.raises(TransferError) as caught:
+        convert_checkpoint(path, tmp_path / "out.pkl")
+    message = str(caught.value)
+    assert "['backbone.', 'student.']" in message
+    assert f"python -m transfer.convert {path} OUT.pkl --prefix backbone." in message
+    assert "MODEL.WEIGHTS OUT.pkl" in message
+
+
+def _se_resnet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A squeeze-and-excitation ResNet: every tensor of `state` plus an SE block in layer1.0."""
+    return dict(state) | {
+        "layer1.0.se.fc1.weight": torch.zeros(4, 64, 1, 1),
+        "layer1.0.se.fc1.bias": torch.zeros(4),
+    }
+
+
+def test_layers_a_plain_resnet_lacks_are_refused_unless_allowed(tmp_path, resnet_state_dicts, capsys):
+    source = tmp_path / "se_resnet.pth"
+    torch.save(_se_resnet(resnet_state_dicts[18]), source)
+    _refused(
+        tmp_path,
+        _se_resnet(resnet_state_dicts[18]),
+        r"2 tensors .*layer1\.0\.se\.fc1\.bias.*--allow-unexpected",
+    )
+
+    report = convert_checkpoint(source, tmp_path / "out.pkl", allow_unexpected=True)
+    assert report.unexpected == ["layer1.0.se.fc1.bias", "layer1.0.se.fc1.weight"]
+    assert report.converted == len(expected_backbone_shapes(18))
+
+    assert main([str(source), str(tmp_path / "cli.pkl")]) == 2
+    assert "a plain ResNet does not have" in capsys.readouterr().err
+    assert main([str(source), str(tmp_path / "cli.pkl"), "--allow-unexpected"]) == 0
+    assert "unexpected 2: layer1.0.se.fc1.bias, layer1.0.se.fc1.weight" in capsys.readouterr().out
+
+
+def test_heads_beside_a_prefixed_backbone_are_dropped_not_unexpected(tmp_path, resnet_state_dicts):
+    """SwAV layout: the projection head and prototypes sit under the backbone's `module.` prefix."""
+    state = {f"module.{k}": v for k, v in resnet_state_dicts[18].items()}
+    heads = {
+        "module.projection_head.0.weight": torch.zeros(4, 512),
+        "module.prototypes.weight": torch.zeros(3, 4),
+    }
+    torch.save({"state_dict": state | heads}, tmp_path / "swav.pth")
+    report = convert_checkpoint(tmp_path / "swav.pth", tmp_path / "out.pkl")
+    assert report.unexpected == [] and set(report.dropped["heads"]) == set(heads)
 
 
 class _Unsafe:

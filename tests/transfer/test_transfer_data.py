@@ -3,6 +3,7 @@ guard that names or skips unreadable images."""
 
 import numpy as np
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MapDataset, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from PIL import Image
@@ -47,7 +48,8 @@ def test_train_mapper_rescales_crops_pads_with_ignore(tmp_path):
     out = SemSegDatasetMapper(cfg, is_train=True)(_voc_image(tmp_path))
     assert out["image"].shape == (3, 64, 64) and out["sem_seg"].shape == (64, 64)
     assert set(out["sem_seg"].unique().tolist()) <= {0, 2, 255}
-    assert (out["sem_seg"][-1] == 255).all() and (out["image"][:, -1] == 0).all()  # padding
+    mean = torch.tensor([124, 116, 104], dtype=torch.uint8)[:, None]  # the config's PIXEL_MEAN (RGB), rounded
+    assert (out["sem_seg"][-1] == 255).all() and (out["image"][:, -1] == mean).all()  # padding
     assert (out["height"], out["width"]) == (30, 40)
 
 
@@ -92,6 +94,35 @@ def test_unregistered_and_missing_datasets_are_named(tmp_path):
         MetadataCatalog.remove(name)
 
 
+def test_cityscapes_without_train_id_labels_names_the_fix(tmp_path):
+    image_dir, gt_dir = (
+        tmp_path / "cityscapes" / "leftImg8bit" / "train",
+        tmp_path / "cityscapes" / "gtFine" / "train",
+    )
+    (image_dir / "aachen").mkdir(parents=True)
+    (gt_dir / "aachen").mkdir(parents=True)
+    (gt_dir / "aachen" / "aachen_000000_000019_gtFine_labelIds.png").touch()
+    name = "cityscapes_fine_sem_seg_transfer_test"
+    DatasetCatalog.register(name, list)
+    MetadataCatalog.get(name).set(
+        image_dir=str(image_dir), gt_dir=str(gt_dir), evaluator_type="cityscapes_sem_seg"
+    )
+    try:
+        with pytest.raises(TransferError) as caught:
+            check_datasets([name])
+        message = str(caught.value)
+        assert f"labelTrainIds.png label under {gt_dir}" in message
+        assert (
+            f"CITYSCAPES_DATASET={tmp_path / 'cityscapes'} python -m "
+            "cityscapesscripts.preparation.createTrainIdLabelImgs" in message
+        )
+        (gt_dir / "aachen" / "aachen_000000_000019_gtFine_labelTrainIds.png").touch()
+        check_datasets([name])
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
 def _guarded_voc_mapper(tmp_path, bad_images=None) -> GuardedMapper:
     cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k_ssl.yaml"), "INPUT.CROP.SIZE", "[32, 32]")
     return GuardedMapper(SemSegDatasetMapper(cfg, is_train=True), bad_images)
@@ -105,6 +136,21 @@ def test_an_unreadable_image_is_named_with_the_fix(tmp_path):
     message = str(caught.value)
     assert str(tmp_path / "i.jpg") in message and str(tmp_path / "l.png") in message
     assert "check-data" in message and "TRANSFER.SKIP_BAD_IMAGES True" in message
+
+
+def test_a_label_of_another_size_is_named_or_skipped(tmp_path):
+    good = _voc_image(tmp_path)
+    _palette_png(tmp_path / "small.png", np.zeros((20, 40)))
+    bad = {**good, "sem_seg_file_name": str(tmp_path / "small.png")}
+    with pytest.raises(TransferError) as caught:
+        _guarded_voc_mapper(tmp_path)(bad)
+    message = str(caught.value)
+    assert f"Label {tmp_path / 'small.png'} is (40, 20) (w, h) but its image" in message
+    assert "TRANSFER.SKIP_BAD_IMAGES True" in message
+    log = BadImageLog(tmp_path / "bad_images.txt", 1, too_many_bad_images)
+    dataset = MapDataset([bad, good], _guarded_voc_mapper(tmp_path, log))  # Detectron2's retry on None
+    assert dataset[0]["file_name"] == good["file_name"]
+    assert "SizeMismatchError" in read_bad_images(log.path)[good["file_name"]]
 
 
 def test_skipped_training_images_are_listed_and_replaced_by_another(tmp_path):

@@ -10,9 +10,11 @@ import sys
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 from transfer_testutils import CONFIGS, REPO, random_resnet_state_dict
 from wandb_testutils import offline_runs
 
+from transfer import train_net
 from transfer.bad_images import read_bad_images
 from transfer.convert import convert_checkpoint
 from transfer.errors import TransferError
@@ -92,6 +94,57 @@ def test_weights_of_another_depth_exit_2(capsys, tmp_path):
     convert_checkpoint(tmp_path / "r18.pth", tmp_path / "r18.pkl")
     err = _cli_error(capsys, VOC_DET, "MODEL.WEIGHTS", str(tmp_path / "r18.pkl"), "OUTPUT_DIR", str(tmp_path))
     assert "ResNet-18 but MODEL.RESNETS.DEPTH is 50" in err
+
+
+def test_several_backbones_in_a_raw_checkpoint_point_to_convert_with_prefix(capsys, tmp_path):
+    state = random_resnet_state_dict(18)
+    two = {f"student.{k}": v for k, v in state.items()} | {f"backbone.{k}": v for k, v in state.items()}
+    torch.save(two, tmp_path / "two.pth")
+    err = _cli_error(capsys, VOC_DET, "MODEL.WEIGHTS", str(tmp_path / "two.pth"), "OUTPUT_DIR", str(tmp_path))
+    assert f"`python -m transfer.convert {tmp_path / 'two.pth'} OUT.pkl --prefix backbone.`" in err
+    assert "MODEL.WEIGHTS OUT.pkl" in err
+
+
+def test_converted_weights_with_a_bgr_config_exit_2(capsys, tmp_path):
+    torch.save(random_resnet_state_dict(18), tmp_path / "r18.pth")
+    convert_checkpoint(tmp_path / "r18.pth", tmp_path / "r18.pkl")
+    bgr = str(CONFIGS / "pascal_voc_R_50_C4_24k.yaml")
+    err = _cli_error(
+        capsys, bgr, *SMALL, "MODEL.WEIGHTS", str(tmp_path / "r18.pkl"), "OUTPUT_DIR", str(tmp_path)
+    )
+    assert "torchvision-layout ResNet" in err and "INPUT.FORMAT BGR" in err and "_ssl.yaml" in err
+
+
+MESSAGE = "cannot read image a.jpg: truncated. Replace it."
+
+
+class _BadInputDataset(Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int):
+        raise TransferError(MESSAGE)
+
+
+def _child_meeting_bad_input(index: int) -> None:
+    """A process of `launch(main, num_gpus > 1)`, which runs torch.multiprocessing.start_processes."""
+    raise TransferError(MESSAGE)
+
+
+def _load_in_a_worker(*args, **kwargs) -> None:
+    next(iter(DataLoader(_BadInputDataset(), num_workers=1)))
+
+
+def _run_in_a_child_process(*args, **kwargs) -> None:
+    torch.multiprocessing.start_processes(_child_meeting_bad_input, nprocs=1, start_method="fork")
+
+
+@pytest.mark.parametrize("launch", [_load_in_a_worker, _run_in_a_child_process])
+def test_bad_input_met_in_a_worker_or_child_process_is_one_paragraph(capsys, monkeypatch, launch):
+    monkeypatch.setattr(train_net, "prepare", lambda args: None)
+    monkeypatch.setattr(train_net, "launch", launch)
+    assert cli(["--config-file", VOC_DET]) == 2
+    assert capsys.readouterr().err == f"error: {MESSAGE}\n"
 
 
 def test_wandb_project_without_wandb_installed_exits_2(capsys, tmp_path, monkeypatch):

@@ -48,6 +48,21 @@ def required_paths(name: str) -> list[Path]:
     return paths
 
 
+def check_cityscapes_train_ids(name: str) -> None:
+    """Raise TransferError if the Cityscapes sem-seg dataset `name` has no `*_labelTrainIds.png` label.
+
+    Detectron2 reads Cityscapes semantic labels as train IDs, which the release does not ship; without
+    them its loader stops on a bare assertion."""
+    gt_dir = Path(MetadataCatalog.get(name).gt_dir)
+    if next(gt_dir.glob("*/*_labelTrainIds.png"), None) is None:
+        raise TransferError(
+            f"Dataset {name!r} has no <city>/*_gtFine_labelTrainIds.png label under {gt_dir}. Semantic "
+            "segmentation reads the 19 Cityscapes train IDs from these files, which cityscapesscripts "
+            "generates from the *_gtFine_polygons.json files: run `CITYSCAPES_DATASET="
+            f"{gt_dir.parents[1]} python -m cityscapesscripts.preparation.createTrainIdLabelImgs`."
+        )
+
+
 def check_dataset(name: str) -> None:
     """Raise TransferError if `name` is not registered or any of its files is missing."""
     registered = DatasetCatalog.list()
@@ -69,6 +84,8 @@ def check_dataset(name: str) -> None:
             f"the process starts and hold: {layout}. Check it with `python -m benchmarks check-data`, or "
             "generate synthetic data with `python -m benchmarks make-data --profile tiny --root DIR`."
         )
+    if getattr(MetadataCatalog.get(name), "evaluator_type", "") == "cityscapes_sem_seg":
+        check_cityscapes_train_ids(name)
 
 
 def check_datasets(names: list[str]) -> None:

@@ -4,8 +4,9 @@ Labels are read as raw PNG indices (`np.asarray(Image.open(path))`): VOC's `Segm
 are palette PNGs whose palette index is the class, and Detectron2's `read_image(path, "L")` would turn
 them into luminance values instead. Training follows mmsegmentation's FCN pipeline (DenseCL Table 3):
 random rescale of the short side by 0.5-2.0 (INPUT.MIN_SIZE_TRAIN as a range), random crop
-INPUT.CROP.SIZE avoiding crops dominated by one class, padding to the crop size with the ignore label,
-horizontal flip.
+INPUT.CROP.SIZE avoiding crops dominated by one class, horizontal flip, photometric distortion
+(INPUT.PHOTOMETRIC_DISTORTION, transfer/data/photometric.py), padding to the crop size with the mean
+colour and the ignore label.
 """
 
 import copy
@@ -16,6 +17,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from PIL import Image
 
+from transfer.data.photometric import PadToSize, PhotoMetricDistortion
 from transfer.errors import TransferError
 
 
@@ -37,7 +39,8 @@ def load_label_array(path: str, dtype=int) -> np.ndarray:
 
 
 def build_sem_seg_augmentation(cfg, is_train: bool) -> list[T.Augmentation]:
-    """Training: rescale, category-constrained crop, pad to crop, flip. Test: resize short side."""
+    """Training: rescale, category-constrained crop, flip, photometric distortion, pad to the crop with the
+    mean colour (mmseg's order). Test: resize short side."""
     if not is_train:
         if cfg.INPUT.MIN_SIZE_TEST == 0:
             return []
@@ -47,16 +50,19 @@ def build_sem_seg_augmentation(cfg, is_train: bool) -> list[T.Augmentation]:
             cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
         )
     ]
+    ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
     if cfg.INPUT.CROP.ENABLED:
-        ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
-        augs += [
+        augs.append(
             T.RandomCrop_CategoryAreaConstraint(
                 cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE, cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA, ignore
-            ),
-            T.FixedSizeCrop(tuple(cfg.INPUT.CROP.SIZE), pad=True, pad_value=0.0, seg_pad_value=ignore),
-        ]
+            )
+        )
     if cfg.INPUT.RANDOM_FLIP != "none":
         augs.append(T.RandomFlip(horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal"))
+    if cfg.INPUT.PHOTOMETRIC_DISTORTION:
+        augs.append(PhotoMetricDistortion(cfg.INPUT.FORMAT))
+    if cfg.INPUT.CROP.ENABLED:
+        augs.append(PadToSize(tuple(cfg.INPUT.CROP.SIZE), tuple(cfg.MODEL.PIXEL_MEAN), ignore))
     return augs
 
 
@@ -76,9 +82,10 @@ class SemSegDatasetMapper:
         label_path = dataset_dict.pop("sem_seg_file_name", None)
         sem_seg = read_label_png(label_path) if self.is_train and label_path else None
         if sem_seg is not None and sem_seg.shape != image.shape[:2]:
-            raise TransferError(
+            raise utils.SizeMismatchError(
                 f"Label {label_path} is {sem_seg.shape[::-1]} (w, h) but its image "
-                f"{dataset_dict['file_name']} is {image.shape[1::-1]}; labels must match their image's size."
+                f"{dataset_dict['file_name']} is {image.shape[1::-1]}; labels must match their image's size. "
+                "Set TRANSFER.SKIP_BAD_IMAGES True to skip such training images."
             )
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         self.augmentations(aug_input)
