@@ -61,20 +61,22 @@ def _graph(args: argparse.Namespace, profile: Profile, matrix: Matrix) -> list[J
     return log_to_wandb(jobs, args.wandb, profile.name) if args.wandb else jobs
 
 
-def print_plan(profile: Profile, jobs: list[Job], problems: list[str]) -> None:
-    from benchmarks.runner import StateFile, is_stale
+def print_plan(profile: Profile, jobs: list[Job]) -> None:
+    """Every job with its status, command, log and marker (the caller refuses what preflight found after
+    it)."""
+    from benchmarks.runner import StateFile, stale_jobs, stale_warning
 
-    recorded = StateFile(profile.output_dir / "state.json").jobs
+    stale = stale_jobs(jobs, StateFile(profile.output_dir / "state.json").jobs)
     echo(f"profile {profile.name} ({profile.source}){' [scaled]' if profile.scaled else ''}")
     echo(f"DETECTRON2_DATASETS={jobs[0].env['DETECTRON2_DATASETS'] if jobs else profile.data_root_spec}")
-    for problem in problems:
-        echo(f"warning: {problem}")
     done = sum(job.is_done() for job in jobs)
     echo(f"{len(jobs)} jobs, {done} done, {len(jobs) - done} to run")
+    for line in stale_warning(stale, jobs):
+        echo(line)
     for job in jobs:
         status = "todo"
         if job.is_done():
-            status = "done, made by another command" if is_stale(job, recorded.get(job.id, {})) else "done"
+            status = f"done, stale: {stale[job.id]}" if job.id in stale else "done"
         echo(f"\n[{status}] {job.id}" + (f"  (after {', '.join(job.deps)})" if job.deps else ""))
         echo(f"  {shlex.join(job.argv)}")
         echo(f"  log: {job.log}   done when: {job.marker}")
@@ -86,15 +88,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     jobs = _graph(args, profile, matrix)
     problems = preflight(profile, _selection(args), matrix)
     if args.dry_run:
-        print_plan(profile, jobs, problems)
+        print_plan(profile, jobs)
         _print_estimate(profile, jobs, args.jobs, _expected_here(args, profile, jobs))
+        _refuse(profile, problems)  # a plan shows what would run, then why it cannot
         return 0
     _refuse(profile, problems)
     return _execute(args, profile, jobs, _expected_here(args, profile, jobs))
 
 
 def _refuse(profile: Profile, problems: list[str]) -> None:
-    """Stops a run that preflight found pointless, before the speed probe or any job spends time on it."""
+    """Stops a run that preflight found pointless, before the speed probe or any job spends time on it;
+    after a dry run's plan, makes it exit non-zero with the same message."""
     if problems:
         raise BenchmarkError(f"Profile {profile.name} cannot run: " + " ".join(problems))
 
@@ -170,7 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for line in estimate(jobs, state.jobs, depth, profile.backbone_depth, args.jobs, expected):
         echo(line)
     if args.dry_run:
-        print_plan(profile, jobs, problems)
+        print_plan(profile, jobs)
+        _refuse(profile, problems)
         return 0
     return _execute(args, profile, jobs, expected)
 
@@ -219,7 +224,8 @@ def _execute(
     state = StateFile(profile.output_dir / "state.json")
     logs = profile.output_dir / "logs"
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
-    result = Runner(jobs, state, executor, max_parallel=args.jobs, echo=echo, expected=expected).run()
+    redo = args.redo_stale
+    result = Runner(jobs, state, executor, args.jobs, echo=echo, expected=expected, redo_stale=redo).run()
     _report(profile)
     peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
     measured = {job_id: mb for job_id, mb in peaks.items() if mb is not None}
@@ -271,6 +277,9 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
     root = Path(args.root or f"datasets/synthetic-{args.profile}")
     start = time.monotonic()
+    # The stamp marks the runner's data/make job done: it must not outlive data that a regeneration
+    # (another --seed or --profile) is replacing, should that be interrupted.
+    (root / MAKE_DATA_STAMP).unlink(missing_ok=True)
     try:
         manifest = generate(root, args.profile, args.seed)
     except SyntheticDataError as exc:

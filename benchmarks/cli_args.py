@@ -18,6 +18,26 @@ def str_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (e.g. --jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, e.g. 2; got {text!r}")
+    return value
+
+
+def _add_redo_stale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redo-stale",
+        action="store_true",
+        help="delete and redo the finished jobs that `plan` marks stale (their command, dataset root or an "
+        "upstream job changed) and every job depending on them",
+    )
+
+
 def _add_profile(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
     parser.add_argument("--profile", default=default, help="profile name (benchmarks/profiles/) or YAML path")
     parser.add_argument(
@@ -68,24 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(reproduce)
     _add_selection(reproduce)
     _add_rows(reproduce)
-    reproduce.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
+    reproduce.add_argument("--jobs", type=positive_int, default=1, help="independent jobs run at once")
     reproduce.add_argument(
         "--dry-run", action="store_true", help="print the plan and how long it should take here, run nothing"
     )
+    _add_redo_stale(reproduce)
     evaluate = sub.add_parser("evaluate", help="benchmark your own ResNet checkpoint as a new row")
     evaluate.add_argument("--checkpoint", required=True, help="ResNet checkpoint (.pth, .pth.tar, .ckpt)")
     evaluate.add_argument("--name", required=True, help="row name: letters, digits, _ . - (e.g. byol_r50)")
     evaluate.add_argument("--force", action="store_true", help="replace another checkpoint under --name")
     _add_profile(evaluate)
     _add_selection(evaluate, tables=("1", "2", "3", "table_linear"))
-    evaluate.add_argument("--jobs", type=int, default=1, help="independent jobs run at once")
+    evaluate.add_argument("--jobs", type=positive_int, default=1, help="independent jobs run at once")
     evaluate.add_argument("--dry-run", action="store_true", help="print the plan and estimate, run nothing")
+    _add_redo_stale(evaluate)
     evaluate.set_defaults(rows=None)  # the row is --name
     plan = sub.add_parser("plan", help="print the job graph, what is done and how long the rest takes here")
     _add_profile(plan)
     _add_selection(plan)
     _add_rows(plan)
-    plan.add_argument("--jobs", type=int, default=1, help="jobs run at once, for the estimate")
+    plan.add_argument("--jobs", type=positive_int, default=1, help="jobs run at once, for the estimate")
     plan.set_defaults(dry_run=True)
     report = sub.add_parser("report", help="rebuild results/<profile>/ from finished cells")
     _add_profile(report)
@@ -98,5 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--root", default=None, help="dataset root in Detectron2's layout")
     group.add_argument("--profile", default=None, help="check the data root of this profile")
     check.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
-    check.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all)")
+    check.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        help="only these datasets (default: all; imagenet_val where imagenet/val exists)",
+    )
     return parser

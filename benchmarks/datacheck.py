@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.synthetic.generate import MANIFEST, PARTIAL_MARKER
 from benchmarks.synthetic.vocabulary import VOC_CLASS_NAMES  # the 20 real PASCAL VOC class names
 
-DATASETS = ("imagenet", "coco", "voc_det", "voc_seg", "cityscapes")
+DATASETS = ("imagenet", "imagenet_val", "coco", "voc_det", "voc_seg", "cityscapes")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 VOC_SPLITS = (("VOC2007", ("trainval", "test")), ("VOC2012", ("trainval",)))
 CITYSCAPES_GT = ("labelIds", "instanceIds", "labelTrainIds")
@@ -58,10 +60,9 @@ class _Report:
         self.root = root
         self.problems: list[Problem] = []
         self.decode: list[_Decode] = []
-        synthetic = (root / "SYNTHETIC.json").exists() or (root / "SYNTHETIC.partial").exists()
+        synthetic = (root / MANIFEST).exists() or (root / PARTIAL_MARKER).exists()
         self.refetch = (
-            f"regenerate the synthetic data: delete {root / 'SYNTHETIC.json'} and run "
-            f"`python -m benchmarks make-data --root {root}` with its profile"
+            _regenerate_fix(root)
             if synthetic
             else "restore the file from the original archive (re-download or re-extract it)"
         )
@@ -82,32 +83,57 @@ class _Report:
         return False
 
 
+def _regenerate_fix(root: Path) -> str:
+    """How to redo a damaged synthetic root. make-data keeps a root whose manifest matches (it counts as
+    complete) and refuses one with datasets but no manifest, so the whole root goes first."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        options = f"--profile {manifest['profile']} --seed {manifest['seed']}"
+    except (OSError, ValueError, KeyError, TypeError):  # interrupted generation: no manifest yet
+        options = "--profile PROFILE (smoke or tiny, the one it was made with)"
+    quoted = shlex.quote(str(root))
+    return (
+        f"regenerate the synthetic data: delete the whole root (`rm -r {quoted}`), then run "
+        f"`python -m benchmarks make-data --root {quoted} {options}`"
+    )
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _check_image_folder(rep: _Report, split: str, use: str) -> set[str]:
+    """imagenet/<split> as an ImageFolder (one folder of images per class); returns the class names."""
+    folder = rep.root / "imagenet" / split
+    get = f"the ILSVRC-2012 {split} folder (one sub-folder of JPEGs per class, e.g. n01440764/); {use}"
+    if not rep.need_dir(folder, get):
+        return set()
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        rep.add(folder, "no class sub-folders found; ImageFolder needs <split>/<class>/<image>.", None)
+    for class_dir in classes:
+        images = _images_in(class_dir)
+        if not images:
+            rep.add(class_dir, "the class folder holds no images; ImageFolder refuses empty classes.")
+        rep.decode += [_Decode(p) for p in images]
+    return {p.name for p in classes}
+
+
 def _check_imagenet(rep: _Report) -> None:
-    base = rep.root / "imagenet"
-    get = "the ILSVRC-2012 train/val folders (one sub-folder of JPEGs per class, e.g. n01440764/)"
-    train_classes: set[str] = set()
-    for split in ("train", "val"):
-        folder = base / split
-        if not rep.need_dir(folder, f"{get}; pretraining reads imagenet/train as an ImageFolder"):
-            continue
-        classes = sorted(p for p in folder.iterdir() if p.is_dir())
-        if not classes:
-            rep.add(folder, "no class sub-folders found; ImageFolder needs <split>/<class>/<image>.", None)
-        for class_dir in classes:
-            images = _images_in(class_dir)
-            if not images:
-                rep.add(class_dir, "the class folder holds no images; ImageFolder refuses empty classes.")
-            rep.decode += [_Decode(p) for p in images]
-        names = {p.name for p in classes}
-        if split == "train":
-            train_classes = names
-        elif train_classes and not names <= train_classes:
-            extra = ", ".join(sorted(names - train_classes)[:5])
-            rep.add(folder, f"val has classes that train lacks ({extra}); class indices would not match.")
+    _check_image_folder(rep, "train", "pretraining and the supervised baseline read it")
+
+
+def _check_imagenet_val(rep: _Report) -> None:
+    use = "only the linear classification (table_linear, ablation_lambda's linear top-1) reads it"
+    names = _check_image_folder(rep, "val", use)
+    train = rep.root / "imagenet" / "train"
+    train_classes = {p.name for p in train.iterdir() if p.is_dir()} if train.is_dir() else set()
+    if train_classes and not names <= train_classes:
+        extra = ", ".join(sorted(names - train_classes)[:5])
+        rep.add(
+            rep.root / "imagenet" / "val",
+            f"val has classes that train lacks ({extra}); class indices would not match.",
+        )
 
 
 def _check_coco_json(rep: _Report, ann: Path, image_dir: Path) -> None:
@@ -302,6 +328,7 @@ def _check_cityscapes(rep: _Report) -> None:
 
 _CHECKS = {
     "imagenet": _check_imagenet,
+    "imagenet_val": _check_imagenet_val,
     "coco": _check_coco,
     "voc_det": _check_voc_det,
     "voc_seg": _check_voc_seg,
@@ -323,14 +350,17 @@ def check_root(
 ) -> list[Problem]:
     """Problems found in the datasets under `root` (an empty list means ready to train).
 
-    `datasets`: names among DATASETS (None = all). `max_decode`: decode at most this many images per
+    `datasets`: names among DATASETS (None = all of them; imagenet_val, which only the linear
+    classification reads, when imagenet/val exists). `max_decode`: decode at most this many images per
     dataset, evenly spread (None = all; the full real ImageNet takes a while).
     """
-    names = DATASETS if datasets is None else tuple(datasets)
+    root = Path(root)
+    if datasets is None:
+        datasets = [n for n in DATASETS if n != "imagenet_val" or (root / "imagenet" / "val").exists()]
+    names = tuple(datasets)
     unknown = [n for n in names if n not in _CHECKS]
     if unknown:
         raise DataCheckError(f"unknown dataset name(s) {unknown}; expected some of {list(DATASETS)}.")
-    root = Path(root)
     if not root.is_dir():
         return [
             Problem(

@@ -89,7 +89,6 @@ class Table:
     """
 
     name: str  # "table1" | "table2" | "table3" | "table_linear" | "ablation_<parameter>"
-    number: int | None  # the paper's table number; None for tables the paper does not number this way
     title: str
     tasks: tuple[Task, ...]
     reference_row: str = "random"
@@ -176,17 +175,16 @@ _LINEAR = Task(
 )
 
 TABLES: tuple[Table, ...] = (
-    Table("table1", 1, "Table 1: object detection on PASCAL VOC", (_VOC_DET,)),
-    Table("table2", 2, "Table 2: object detection and instance segmentation on COCO", (_COCO,)),
-    Table("table3", 3, "Table 3: semantic segmentation on PASCAL VOC and Cityscapes", (_VOC_SEG, _CITY_SEG)),
+    Table("table1", "Table 1: object detection on PASCAL VOC", (_VOC_DET,)),
+    Table("table2", "Table 2: object detection and instance segmentation on COCO", (_COCO,)),
+    Table("table3", "Table 3: semantic segmentation on PASCAL VOC and Cityscapes", (_VOC_SEG, _CITY_SEG)),
 )
-LINEAR_TABLE = Table("table_linear", None, "Linear classification on ImageNet (frozen backbone)", (_LINEAR,))
+LINEAR_TABLE = Table("table_linear", "Linear classification on ImageNet (frozen backbone)", (_LINEAR,))
 
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation(
         Table(
             "ablation_lambda",
-            None,
             "Ablation: loss weight λ of DenseCL (COCO pretraining)",
             (_VOC_DET, _LINEAR),
             reference_row="densecl_coco",
@@ -203,7 +201,6 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation(
         Table(
             "ablation_grid",
-            None,
             "Ablation: grid size S of the dense head (COCO pretraining)",
             (_VOC_DET,),
             reference_row="densecl_coco",
@@ -218,7 +215,6 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation(
         Table(
             "ablation_matching",
-            None,
             "Ablation: how dense positives are matched (COCO pretraining)",
             (_VOC_DET,),
             reference_row="densecl_coco",
@@ -242,14 +238,6 @@ TABLE_OF_TASK: dict[str, Table] = {
 ABLATIONS_BY_NAME: dict[str, Ablation] = {a.table.name: a for a in ABLATIONS}
 ALL_TABLES: dict[str, Table] = {t.name: t for t in (*TABLES, LINEAR_TABLE, *(a.table for a in ABLATIONS))}
 TABLE_GROUPS: dict[str, tuple[str, ...]] = {"ablations": tuple(ABLATIONS_BY_NAME)}  # --tables shorthands
-
-
-def table_by_number(number: int) -> Table:
-    """The table with this paper number (1, 2 or 3)."""
-    for table in TABLES:
-        if table.number == number:
-            return table
-    raise KeyError(number)
 
 
 def table_names(tokens: tuple[int | str, ...]) -> tuple[str, ...]:

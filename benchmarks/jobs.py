@@ -66,6 +66,12 @@ class Job:
     def is_done(self) -> bool:
         return self.marker.exists()
 
+    @property
+    def output(self) -> Path:
+        """What to delete to redo the job from scratch: the run directory of a pretraining run or a cell
+        (its checkpoints would resume it), else the marker (the converted .pkl, the make-data stamp)."""
+        return self.marker.parent if self.kind in ("pretrain", "cell") else self.marker
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -153,21 +159,53 @@ def _planned(row: Row, view: TableView, spec: TaskSpec, selection: Selection) ->
     return view.ablation is not None or row.key in spec.rows
 
 
+def _task_key(task: str) -> str:
+    """The profile key configuring `task`."""
+    return "linear_eval" if task == "linear_cls" else f"tasks.{task}"
+
+
+def _no_cells(name: str, view: TableView, profile: Profile, selection: Selection) -> BenchmarkError:
+    """Why a selected table has no cell to run (the rows asked for are not among its rows), and the fix."""
+    asked = f"--rows {','.join(selection.rows or ())}"
+    if view.ablation is not None:
+        why = f"its rows are the {view.ablation.parameter} variants {[r.key for r in view.rows]}"
+        fix = "name some of them in --rows, or leave --rows out"
+    else:
+        lists = [f"{_task_key(t.name)}.rows = {list(profile.tasks[t.name].rows)}" for t in view.table.tasks]
+        why = f"the rows its tasks fine-tune are {'; '.join(lists)}"
+        fix = (
+            f"choose --rows from those lists, or add the row to a list in the profile (e.g. --set "
+            f"{_task_key(view.table.tasks[0].name)}.rows=[...])"
+        )
+    return BenchmarkError(
+        f"--tables {name}: {asked} selects no cell of it in profile {profile.source}: {why}. Fix: {fix}."
+    )
+
+
 def plan_cells(profile: Profile, selection: Selection, matrix: Matrix | None = None) -> list[CellKey]:
-    """Every (task, row, seed) cell the selected tables show, once each, in table order."""
+    """Every (task, row, seed) cell the selected tables show, once each, in table order. A selected table
+    with a task the profile does not configure, or with no cell at all, is refused."""
     matrix = matrix or Matrix(profile)
     selection.validate(matrix)
     cells: dict[CellKey, None] = {}
     for name in selection.table_names:
         view = matrix.view(name)
+        table_cells = []
         for task in view.table.tasks:
             spec = profile.tasks.get(task.name)
             if spec is None:
-                continue
+                raise BenchmarkError(
+                    f"--tables {name}: profile {profile.source} does not configure its task {task.name!r}; "
+                    f"add {_task_key(task.name)} to the profile (see benchmarks/profiles/tiny.yaml), or "
+                    "leave the table out of --tables."
+                )
             seeds = tuple(range(selection.seeds)) if selection.seeds else spec.seeds
             home = TABLE_OF_TASK[task.name].name
             rows = [r.key for r in view.rows if _planned(r, view, spec, selection)]
-            cells.update((CellKey(home, task.name, r, s), None) for r in rows for s in seeds)
+            table_cells += [CellKey(home, task.name, r, s) for r in rows for s in seeds]
+        if not table_cells:
+            raise _no_cells(name, view, profile, selection)
+        cells.update(dict.fromkeys(table_cells))
     return list(cells)
 
 
@@ -328,16 +366,21 @@ def _dataset_problems(profile: Profile, cells: list[CellKey], rows: set[Row], ma
     root = profile.data_root
     if root is None:
         return [
-            f"The dataset root {profile.data_root_spec!r} uses an unset environment variable; export "
-            "DETECTRON2_DATASETS=/path/to/datasets (Detectron2 layout, see README) before running."
+            f"The real datasets are missing: the profile's dataset root {profile.data_root_spec!r} uses an "
+            "unset environment variable, so there is nowhere to look for them; export "
+            "DETECTRON2_DATASETS=/path/to/datasets (Detectron2's layout, README 'Real datasets') before "
+            "running, and validate it with `python -m benchmarks check-data --root $DETECTRON2_DATASETS`."
         ]
     needed = {d for c in cells for d in TASK_DATA_DIRS[c.task]}
     needed |= {d for r in rows if matrix.pretrain_run(r) for d in PRETRAIN_DATA_DIRS[r.pretrain_data]}
+    missing = [str(root / d) for d in sorted(needed) if not (root / d).is_dir()]
+    if not missing:
+        return []
     return [
-        f"Dataset directory {root / d} is missing; put the real dataset there in Detectron2's layout "
-        f"(README 'Real datasets'), then check it with `python -m benchmarks check-data --root {root}`."
-        for d in sorted(needed)
-        if not (root / d).is_dir()
+        f"Dataset directories missing under the dataset root {root} ({profile.data_root_spec}): "
+        f"{', '.join(missing)}. Put the real datasets there in Detectron2's layout (README 'Real "
+        "datasets'), or point DETECTRON2_DATASETS at the folder that holds them, then check it with "
+        f"`python -m benchmarks check-data --root {root}`."
     ]
 
 

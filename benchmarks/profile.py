@@ -6,9 +6,12 @@ pretraining values of each DenseCL ablation (defaults: the paper's, `benchmarks.
 
 A profile is `benchmarks/profiles/<name>.yaml` or any YAML path. It may start with `_BASE_: <name or
 path>` to inherit another profile (mappings are merged key by key). `--set key=value` overrides walk the
-profile with dotted keys; from the first upper-case part on, the rest is one yacs key, e.g.
+profile with dotted keys; inside an `overrides` mapping the rest is one yacs key, e.g.
 `tasks.voc_det.overrides.SOLVER.MAX_ITER=200` or `pretrain.overrides.SOLVER.BATCH_SIZE=64`. Values are
-parsed as YAML (`3` is an int, `[1, 2]` a list, `null` None).
+parsed as YAML (`3` is an int, `[1, 2]` a list, `null` None). `PROFILE_KEYS` lists every key a profile may
+hold: a misspelt key, in a file or a `--set`, is refused instead of silently doing nothing; only the
+free-form mappings (yacs `overrides`, checked by the configs themselves, and `slurm`, submitit's
+parameters) take any key.
 """
 
 from __future__ import annotations
@@ -25,6 +28,39 @@ import yaml
 from benchmarks.experiments import ABLATIONS_BY_NAME, ROWS_BY_KEY, TASKS, Ablation
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+VALUE = "a value"  # a leaf of PROFILE_KEYS: a scalar or a list, type-checked by build_profile
+FREE = "free-form"  # a mapping of PROFILE_KEYS whose keys are not ours to check
+_RUN_KEYS = {"config": VALUE, "overrides": FREE}
+_TASK_KEYS = {"config": VALUE, "seeds": VALUE, "overrides": FREE, "rows": VALUE}
+# Every key a profile may hold, nested as in the YAML file.
+PROFILE_KEYS: dict[str, Any] = {
+    "name": VALUE,
+    "scaled": VALUE,
+    "description": VALUE,
+    "data": {"root": VALUE, "synthetic": VALUE, "seed": VALUE},
+    "output_dir": VALUE,
+    "results_dir": VALUE,
+    "keep_checkpoints": VALUE,
+    "num_gpus": VALUE,
+    "supervised_checkpoint": VALUE,
+    "pretrain": {
+        "overrides": FREE,
+        "runs": {key: _RUN_KEYS for key, row in ROWS_BY_KEY.items() if row.needs_weights},
+    },
+    "transfer": {"overrides": FREE},
+    "tasks": {name: _TASK_KEYS for name, task in TASKS.items() if task.entry == "transfer"},
+    "linear_eval": _TASK_KEYS,
+    "ablations": {name: {"values": VALUE} for name in ABLATIONS_BY_NAME},
+    "slurm": FREE,  # submitit's AutoExecutor parameters
+    "expected_wall_s": dict.fromkeys(
+        ["probe_s", "data", "pretrain", "convert", *(f"cell/{task}" for task in TASKS)], VALUE
+    ),
+}
+UNKNOWN_KEY_FIX = (
+    "Fix the spelling; yacs config keys go under an `overrides` mapping, e.g. "
+    "tasks.voc_det.overrides.SOLVER.MAX_ITER=200."
+)
 
 
 class BenchmarkError(Exception):
@@ -166,8 +202,17 @@ def _split_key(parts: list[str]) -> tuple[str, list[str]]:
     return parts[0], parts[1:]
 
 
+def _unknown_key(path: list[str], keys: dict[str, Any]) -> str:
+    """`path` (whose last part is not among `keys`): what the keys at its level are."""
+    level = ".".join(path[:-1]) or "the top level"
+    return (
+        f"the profile has no key {'.'.join(path)!r}: {path[-1]!r} is not one of {sorted(keys)} (at {level})."
+    )
+
+
 def apply_overrides(raw: dict[str, Any], assignments: list[str], source: str = "--set") -> dict[str, Any]:
-    """Returns a copy of `raw` with `key=value` assignments applied (see module docstring)."""
+    """Returns a copy of `raw` with `key=value` assignments applied (see module docstring). A key may be
+    new only where `PROFILE_KEYS` allows it; anything else is refused, naming the known keys."""
     result = copy.deepcopy(raw)
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -177,26 +222,36 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str], source: str = "
                 "tasks.voc_det.overrides.SOLVER.MAX_ITER=200 or supervised_checkpoint=/path/r50.pth."
             )
         value = yaml.safe_load(text) if text else ""
-        node, parts = result, key.split(".")
+        node, keys, parts, path = result, PROFILE_KEYS, key.split("."), []
         while True:
-            head, rest = _split_key(parts)
+            head, rest = _split_key(parts) if keys is FREE else (parts[0], parts[1:])
+            path.append(head)
+            if keys is not FREE and head not in keys:
+                raise BenchmarkError(f"{source} {assignment!r}: {_unknown_key(path, keys)} {UNKNOWN_KEY_FIX}")
+            inner = FREE if keys is FREE else keys[head]
             if not rest:
-                if head not in node and not head[:1].isupper():
-                    raise BenchmarkError(
-                        f"{source} {assignment!r}: profile has no key {key!r} ({head!r} is not one of "
-                        f"{sorted(node)}). Check the spelling against the profile file."
-                    )
                 node[head] = value
                 break
-            if not isinstance(node.get(head), dict):
-                if head in node or not rest[0][:1].isupper():
-                    raise BenchmarkError(
-                        f"{source} {assignment!r}: {head!r} is not a mapping in the profile (keys here: "
-                        f"{sorted(node)}). Check the spelling against the profile file."
-                    )
-                node[head] = {}
-            node, parts = node[head], rest
+            if inner is VALUE or not isinstance(node.get(head) or {}, dict):
+                raise BenchmarkError(
+                    f"{source} {assignment!r}: {'.'.join(path)!r} is a value, not a mapping; set it "
+                    f"as {'.'.join(path)}=VALUE."
+                )
+            if node.get(head) is None:
+                node[head] = {}  # absent or empty (`overrides:` with nothing under it)
+            node, keys, parts = node[head], inner, rest
     return result
+
+
+def _check_keys(raw: dict[str, Any], keys: dict[str, Any], source: str, path: tuple[str, ...] = ()) -> None:
+    """Refuses a key of the profile mapping `raw` that `keys` (PROFILE_KEYS) does not know."""
+    for key, value in raw.items():
+        if key not in keys:
+            raise BenchmarkError(
+                f"Profile {source}: {_unknown_key([*path, str(key)], keys)} {UNKNOWN_KEY_FIX}"
+            )
+        if isinstance(keys[key], dict) and isinstance(value, dict):
+            _check_keys(value, keys[key], source, (*path, str(key)))
 
 
 def _require(raw: dict[str, Any], key: str, where: str) -> Any:
@@ -259,7 +314,7 @@ def _expected_wall_s(spec: Any, where: str) -> dict[str, float]:
     """`expected_wall_s`: seconds per job duration key measured on one machine, with its speed probe."""
     if not spec:
         return {}
-    known = {"probe_s", "data", "pretrain", "convert"} | {f"cell/{task}" for task in TASKS}
+    known = set(PROFILE_KEYS["expected_wall_s"])
     if not isinstance(spec, dict) or "probe_s" not in spec or set(spec) - known:
         raise BenchmarkError(
             f"{where}: expected a mapping with probe_s (`python -m benchmarks.speed_probe` on the machine "
@@ -316,6 +371,8 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
         name: _ablation_values(ablation, ablations.get(name), f"{source} ablations.{name}")
         for name, ablation in ABLATIONS_BY_NAME.items()
     }
+    expected_wall_s = _expected_wall_s(raw.get("expected_wall_s"), f"Profile {source} expected_wall_s")
+    _check_keys(raw, PROFILE_KEYS, source)  # after the checks above, whose messages say more
     return Profile(
         name=name,
         source=source,
@@ -333,7 +390,7 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
         tasks=tasks,
         ablation_values=ablation_values,
         slurm=dict(raw.get("slurm") or {}),
-        expected_wall_s=_expected_wall_s(raw.get("expected_wall_s"), f"Profile {source} expected_wall_s"),
+        expected_wall_s=expected_wall_s,
         raw=raw,
     )
 

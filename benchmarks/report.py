@@ -6,8 +6,8 @@ ablation, the pretraining variants), columns its metrics (labelled unambiguously
 Deltas to the paper are computed only for the unscaled `paper` profile: a scaled profile says so in
 its Markdown and shows the paper's values for orientation only. With >= 3 seeds per row, differences to
 the table's reference row (random init; the main run for ablations) and to the best row are marked only
-where a two-sided t-test gives p < 0.05: paired over the seeds both rows ran, Welch's otherwise
-(benchmarks.stats).
+where a two-sided t-test gives p < 0.05: paired over the seeds both rows ran, Welch's when they share
+fewer than 3 (benchmarks.stats). The summary takes a difference's direction from what the test compared.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from benchmarks.atomic import atomic_write, atomic_write_text
 from benchmarks.collect import write_csv
 from benchmarks.experiments import ROWS, TABLES, Row, Table
 from benchmarks.matrix import TableView
-from benchmarks.stats import ALPHA, MIN_SEEDS, row_tests, significant
+from benchmarks.stats import ALPHA, MIN_SEEDS, difference, row_tests, significant
 
 SOURCES = {
     "readme": "official DenseCL/MoCo README",
@@ -71,7 +71,9 @@ def wide_table(
     with_paper: bool = True,
 ) -> pd.DataFrame:
     """One row per initialisation; per metric: mean, std, n, paper, paper source, delta (unscaled only),
-    and p-values (stats.compare_p) vs the reference row and vs the best row (NaN where not tested).
+    p-values (stats.compare_p) vs the reference row and vs the best row (NaN where not tested), and the
+    difference to the reference row that the test looked at (stats.difference: paired over the shared
+    seeds when the test is paired), which gives a significant difference its direction.
 
     Custom rows without any result in this table are left out.
     """
@@ -95,6 +97,11 @@ def wide_table(
                 mean = sum(trial) / len(trial) if trial else math.nan
                 paper, source = ref.get((task.name, row.key, metric.name), (math.nan, ""))
                 p_reference, p_best = tests.get(row.key, (math.nan, math.nan))
+                tested_diff = (
+                    math.nan
+                    if row.key == table.reference_row
+                    else difference(values[row.key], values.get(table.reference_row, {}))
+                )
                 records[row.key] |= {
                     f"{metric.label} | mean": mean,
                     f"{metric.label} | std": float(pd.Series(trial).std()) if len(trial) > 1 else math.nan,
@@ -104,6 +111,7 @@ def wide_table(
                     f"{metric.label} | delta vs paper": math.nan if scaled else mean - paper,
                     f"{metric.label} | p vs reference": p_reference,
                     f"{metric.label} | p vs best": p_best,
+                    f"{metric.label} | diff vs reference": tested_diff,
                 }
     custom_empty = {
         row.key
@@ -184,9 +192,9 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext, view: Tab
         "— = not run or not finished.",
         f"Significance: two-sided paired t-test (scipy.stats.ttest_rel) on the per-seed differences over the "
         f"seeds both rows ran (a seed fixes data order, augmentation and head initialisation for every row); "
-        f"Welch's t-test when fewer seeds are shared; p < {ALPHA}, only with ≥ {MIN_SEEDS} seeds per row: "
-        f"{MARK_REFERENCE} = differs from {_reference_label(table, wide)}, {MARK_BEST} = differs from the "
-        "row with the highest mean in that column; no mark = not significant or not tested.",
+        f"Welch's t-test when fewer than {MIN_SEEDS} are shared; p < {ALPHA}, only with ≥ {MIN_SEEDS} seeds "
+        f"per row: {MARK_REFERENCE} = differs from {_reference_label(table, wide)}, {MARK_BEST} = differs "
+        "from the row with the highest mean in that column; no mark = not significant or not tested.",
     ]
     if n_max < MIN_SEEDS:
         lines.append(
@@ -238,7 +246,10 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
 
 def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
     """Per task: the best row on the primary metric, and which rows differ from the reference row (random
-    init; the main run for ablations) by the t-test of stats.compare_p, or why nothing was tested."""
+    init; the main run for ablations) by the t-test of stats.compare_p, or why nothing was tested.
+
+    A tested row shows Δ, the difference the test looked at (stats.difference), which also decides
+    "beats" or "below": with extra seeds in one row, the means over all seeds can point the other way."""
     lines = []
     for task in table.tasks:
         metric = task.primary.label
@@ -267,16 +278,21 @@ def summarise(table: Table, wide: pd.DataFrame) -> list[str]:
             continue
         groups: dict[str, list[str]] = {}
         for _, r in others.iterrows():
-            p = r[f"{metric} | p vs reference"]
+            p, diff = r[f"{metric} | p vs reference"], r[f"{metric} | diff vs reference"]
+            entry = f"{r['label']} {r[key]:.1f} (Δ {diff:+.1f})"
             if math.isnan(p):
-                group = f"not tested (< {MIN_SEEDS} seeds)"
+                group, entry = f"not tested (< {MIN_SEEDS} seeds)", f"{r['label']} {r[key]:.1f}"
             elif significant(p):
-                group = f"beats {name}" if r[key] > base else f"significantly below {name}"
+                group = f"beats {name}" if diff > 0 else f"significantly below {name}"
             else:
                 group = f"not significantly different from {name}"
-            groups.setdefault(group, []).append(f"{r['label']} {r[key]:.1f}")
+            groups.setdefault(group, []).append(entry)
         verdicts = "; ".join(f"{group}: {', '.join(labels)}" for group, labels in groups.items())
-        lines.append(text + f"; vs {name} ({base:.1f}), t-test over seeds at p < {ALPHA}: {verdicts}")
+        lines.append(
+            text + f"; vs {name} ({base:.1f}), t-test over seeds at p < {ALPHA} (Δ = the tested difference: "
+            f"mean per-seed difference over the shared seeds, of the means when < {MIN_SEEDS} are shared): "
+            f"{verdicts}"
+        )
     return lines
 
 

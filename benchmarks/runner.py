@@ -4,17 +4,27 @@ A job is done iff its marker exists, so a finished step is never recomputed and 
 continues where it stopped (the graph builder adds `--resume` where a checkpoint was left). A failing
 job is recorded with its log path and error tail; the jobs depending on it are skipped, the others go
 on. `output/<profile>/state.json` is rewritten atomically after every change.
+
+A finished job is stale when the graph would no longer compute it this way: its command or dataset root
+changed, or a job it depends on is stale, not done, or finished after it started (`stale_jobs`). Stale
+jobs are kept with a warning naming them and what to delete, or deleted and redone with `redo_stale`.
+One runner at a time holds `output/<profile>/.lock` (`OutputLock`), so two runs never share state.json.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,8 @@ from benchmarks.jobs import Job
 from benchmarks.profile import BenchmarkError
 
 TAIL_LINES = 20  # lines of a failed job's log kept in state.json
+# Variables of a job's environment that change no result (the dataset root, DETECTRON2_DATASETS, does).
+NO_EFFECT_ENV = frozenset({"PYTHONUNBUFFERED", "OMP_NUM_THREADS", "MKL_NUM_THREADS"})
 
 
 def now_iso() -> str:
@@ -49,9 +61,11 @@ def git_revision(cwd: Path | None = None) -> str:
 
 
 def _what_it_computes(argv: list[str]) -> list[str]:
-    """argv without what does not change a job's result: `--resume` and `WANDB.* value` pairs."""
+    """argv without what does not change a job's result: the interpreter (argv[0]; another virtualenv
+    path runs the same code), `--resume` and `WANDB.* value` pairs. The GPU count of a torchrun launch
+    (`--nproc_per_node N`) is kept: it changes the per-GPU batch, hence BatchNorm statistics."""
     kept, skip_value = [], False
-    for arg in argv:
+    for arg in argv[1:]:
         if skip_value:
             skip_value = False
         elif arg.startswith("WANDB."):
@@ -61,12 +75,130 @@ def _what_it_computes(argv: list[str]) -> list[str]:
     return kept
 
 
-def is_stale(job: Job, record: dict[str, Any]) -> bool:
-    """True when a finished job was made by another command than the current one (profile changed)."""
+def result_env(job: Job) -> dict[str, str]:
+    """The variables of the job's environment that change its result (recorded in state.json)."""
+    return {key: value for key, value in sorted(job.env.items()) if key not in NO_EFFECT_ENV}
+
+
+def changed_inputs(job: Job, record: dict[str, Any]) -> str | None:
+    """Why the finished job's recorded command or environment differs from what the graph gives now."""
     recorded = record.get("argv")
-    if recorded is None:
+    if recorded is not None and _what_it_computes(recorded) != _what_it_computes(job.argv):
+        return "made by another command than the profile now gives"
+    env, now = record.get("env"), result_env(job)
+    if env is not None and env != now:
+        changed = sorted(key for key in {*env, *now} if env.get(key) != now.get(key))
+        return f"made with another {', '.join(changed)}"
+    return None
+
+
+def _started_before(dep_record: dict[str, Any], record: dict[str, Any]) -> bool:
+    """True when a dependency finished after the job started: the job read its older output."""
+    finished, started = dep_record.get("finished_at"), record.get("started_at")
+    if not finished or not started:
         return False
-    return _what_it_computes(recorded) != _what_it_computes(job.argv)
+    return datetime.fromisoformat(finished) > datetime.fromisoformat(started)
+
+
+def stale_jobs(jobs: list[Job], records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Finished jobs the graph would no longer compute this way, job id -> why, in graph order.
+
+    A finished job is stale when its own command or result environment changed (`_what_it_computes`,
+    `result_env`), or a dependency is stale, not done (it runs again), or finished after the job started.
+    `jobs` is in dependency order, so one pass carries staleness to every dependant. Records without
+    `argv`, `env` or timestamps (older state files) count as unchanged in what they lack.
+    """
+    in_graph = {job.id for job in jobs}
+    done = {job.id for job in jobs if job.is_done()}
+    stale: dict[str, str] = {}
+    for job in jobs:
+        if job.id not in done:
+            continue
+        record = records.get(job.id, {})
+        reason = changed_inputs(job, record)
+        for dep in job.deps:
+            if reason is not None:
+                break
+            if dep in stale:
+                reason = f"needs {dep}, which is stale"
+            elif dep in in_graph and dep not in done:
+                reason = f"needs {dep}, which is not done and runs again"
+            elif dep in done and _started_before(records.get(dep, {}), record):
+                reason = f"needs {dep}, which finished after it started"
+        if reason is not None:
+            stale[job.id] = reason
+    return stale
+
+
+def stale_warning(stale: dict[str, str], jobs: list[Job]) -> list[str]:
+    """The warning listing the stale jobs, why, and what to delete to redo them (empty when none)."""
+    if not stale:
+        return []
+    outputs = {job.id: job.output for job in jobs}
+    return [
+        f"warning: {len(stale)} finished job(s) no longer match what the profile computes now; they are "
+        "kept, so the tables would mix their old results with new ones:",
+        *(f"  {job_id}: {reason} (delete {outputs[job_id]})" for job_id, reason in stale.items()),
+        "Add --redo-stale to reproduce (or evaluate) to delete and redo exactly these jobs, or delete the "
+        "paths listed yourself and run it again.",
+    ]
+
+
+def _delete(path: Path) -> None:
+    """Removes a job's output: a directory is first renamed aside, so an interrupted deletion never
+    leaves a half-deleted run directory (whose checkpoints a rerun would resume from)."""
+    if path.is_dir():
+        aside = path.with_name(f".{path.name}.deleting")
+        shutil.rmtree(aside, ignore_errors=True)
+        path.rename(aside)
+        shutil.rmtree(aside)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class OutputLock:
+    """Exclusive use of an output directory by one run: a non-blocking `flock` on `<directory>/.lock`.
+
+    The file records the holder (pid, command, start) for the message a second run gets. The kernel
+    releases the lock when the holder's process ends, however it ends, so a crashed run leaves no stale
+    lock. Read-only commands (`plan`, `--dry-run`) do not take it.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BenchmarkError(self._in_use()) from None
+        holder = {"pid": os.getpid(), "command": shlex.join(sys.orig_argv), "since": now_iso()}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(holder) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock; the file stays (unlinking it would race a new holder)
+            self._fd = None
+
+    def _in_use(self) -> str:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = f"pid {holder['pid']} (`{holder['command']}`, since {holder['since']})"
+            stop = f"stop it (kill {holder['pid']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            who, stop = "another process", "stop it"
+        return (
+            f"{self.path.parent} is in use by another run: {who} holds {self.path}. Two runs on one output "
+            "directory would overwrite each other's state.json and start the same jobs twice. Wait for it "
+            f"to finish, or {stop} if it should not run, then run this command again; `plan` works meanwhile."
+        )
 
 
 def log_tail(path: Path, start: int = 0, lines: int = TAIL_LINES) -> str:
@@ -85,15 +217,22 @@ class StateFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.data: dict[str, Any] = {"jobs": {}}
-        if self.path.exists():
-            try:
-                self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError as exc:
-                raise BenchmarkError(
-                    f"State file {self.path} is not valid JSON ({exc}). It only records history (job "
-                    "markers decide what is done): delete it and run the same command again."
-                ) from exc
+        self.data: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"jobs": {}}
+        try:
+            return json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BenchmarkError(
+                f"State file {self.path} is not valid JSON ({exc}). It only records history (job "
+                "markers decide what is done): delete it and run the same command again."
+            ) from exc
+
+    def reload(self) -> None:
+        """Reads the file again: what another run wrote before this one took the output lock."""
+        self.data = self._read()
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -147,7 +286,8 @@ def job_seconds(
 
 
 class Runner:
-    """Schedules `jobs` (dependency order) on `executor`, at most `max_parallel` at a time."""
+    """Schedules `jobs` (dependency order) on `executor`, at most `max_parallel` at a time, holding the
+    output lock of the state file's directory; `redo_stale` deletes and reruns the stale jobs."""
 
     def __init__(
         self,
@@ -159,6 +299,7 @@ class Runner:
         poll_interval: float = 0.2,
         git_rev: str | None = None,
         expected: dict[str, float] | None = None,
+        redo_stale: bool = False,
     ):
         self.jobs = {job.id: job for job in jobs}
         self.state = state
@@ -168,26 +309,25 @@ class Runner:
         self.poll_interval = poll_interval
         self.git_rev = git_rev if git_rev is not None else git_revision()
         self.expected = dict(expected or {})  # duration key -> seconds expected here, before any is measured
+        self.redo_stale = redo_stale
         self.status: dict[str, str] = {}
         self.running: dict[str, tuple[Any, float]] = {}  # job id -> (executor handle, start time)
         self.log_start: dict[str, int] = {}  # job id -> size of its log when it started this time
         self.started = time.monotonic()
 
     def run(self) -> RunResult:
-        """Runs until every job is done, failed or skipped; Ctrl-C/SIGTERM stops the running jobs."""
-        stale = []
+        """Runs until every job is done, failed or skipped; Ctrl-C/SIGTERM stops the running jobs.
+        Raises BenchmarkError at once when another run holds the output lock."""
+        with OutputLock(self.state.path.parent):
+            self.state.reload()
+            return self._run_locked()
+
+    def _run_locked(self) -> RunResult:
         for job in self.jobs.values():
             self.status[job.id] = "done" if job.is_done() else "pending"
-            record = self.state.jobs.get(job.id, {})
-            if self.status[job.id] == "done" and record.get("status") != "done":
+            if self.status[job.id] == "done" and self.state.jobs.get(job.id, {}).get("status") != "done":
                 self.state.update(job.id, status="done", log=str(job.log), marker=str(job.marker))
-            if self.status[job.id] == "done" and is_stale(job, record):
-                stale.append(job.id)
-        if stale:
-            self.echo(
-                f"warning: {len(stale)} finished job(s) were made with another command than the profile now "
-                f"gives (e.g. {stale[0]}); they are kept. Delete their output directories to redo them."
-            )
+        self._handle_stale()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         try:
             self._loop()
@@ -203,6 +343,21 @@ class Runner:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return RunResult({job_id: s for job_id, s in self.status.items()})
+
+    def _handle_stale(self) -> None:
+        """Warns about the stale jobs, or with `redo_stale` deletes their output and runs them again (from
+        scratch: the `--resume` the graph builder added for a now deleted checkpoint is dropped)."""
+        stale = stale_jobs(list(self.jobs.values()), self.state.jobs)
+        if not self.redo_stale:
+            for line in stale_warning(stale, list(self.jobs.values())):
+                self.echo(line)
+            return
+        for job_id, reason in stale.items():
+            job = self.jobs[job_id]
+            _delete(job.output)
+            self.jobs[job_id] = replace(job, argv=[arg for arg in job.argv if arg != "--resume"])
+            self.status[job_id] = "pending"
+            self.echo(f"redo {job_id} ({reason}): deleted {job.output}")
 
     def _loop(self) -> None:
         self._progress("start")
@@ -246,6 +401,7 @@ class Runner:
             status="running",
             log=str(job.log),
             argv=job.argv,
+            env=result_env(job),
             started_at=now_iso(),
             error_tail="",
             returncode=None,

@@ -4,9 +4,10 @@ A fine-tuning seed fixes the data order, the augmentations and the initialisatio
 every row of a table runs the same seeds: trials of two rows with the same seed are paired (common random
 numbers), and the seed effect they share is large (a seed can move every row of a column by several
 points). So two rows are compared with the paired t-test on their per-seed differences over the seeds
-both ran; when fewer than `MIN_SEEDS` seeds are shared (rows run with different seed lists), with the
+both ran, even when one row ran more seeds; when fewer than `MIN_SEEDS` seeds are shared, with the
 unequal-variance Welch (1947) t-test on all their trials, which treats them as independent samples. A
-difference counts as significant at p < `ALPHA`.
+difference counts as significant at p < `ALPHA`; its direction is that of `difference`, the quantity the
+test looked at (with extra seeds in one row, the means over all seeds can point the other way).
 """
 
 from __future__ import annotations
@@ -52,14 +53,31 @@ def _variance(values: Sequence[float]) -> float:
     return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
+def _is_paired(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
+    """Whether compare_p pairs the rows: they share >= MIN_SEEDS seeds."""
+    return len(set(a) & set(b)) >= MIN_SEEDS
+
+
 def compare_p(a: Mapping[int, float], b: Mapping[int, float]) -> float:
     """p-value of row a vs row b (seed -> value): paired over >= MIN_SEEDS shared seeds, else Welch when
     both rows have >= MIN_SEEDS trials, else NaN (not tested)."""
-    if len(set(a) & set(b)) >= MIN_SEEDS:
+    if _is_paired(a, b):
         return paired_p(a, b)
     if len(a) >= MIN_SEEDS and len(b) >= MIN_SEEDS:
         return welch_p(list(a.values()), list(b.values()))
     return math.nan
+
+
+def difference(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """a - b as compare_p tests it, so that its sign is the direction of a significant p: the mean
+    per-seed difference over the shared seeds when the test is paired, else mean(a) - mean(b) (NaN when
+    a row has no trials). With extra seeds in one row the two can differ even in sign."""
+    if _is_paired(a, b):
+        shared = set(a) & set(b)
+        return sum(a[s] - b[s] for s in shared) / len(shared)
+    if not a or not b:
+        return math.nan
+    return sum(a.values()) / len(a) - sum(b.values()) / len(b)
 
 
 def significant(p: float) -> bool:

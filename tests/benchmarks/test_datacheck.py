@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -44,6 +46,38 @@ def test_truncated_jpeg_missing_xml_and_missing_split_are_reported_by_path(damag
     assert "cannot be decoded" in by_path[jpeg].problem
     assert "VOCtest_06-Nov-2007.tar" in by_path[split_file].fix
     assert "make-data" in by_path[xml].fix  # a synthetic root is fixed by regenerating it
+
+
+def test_the_fix_for_a_synthetic_root_works_when_followed(damaged_copy):
+    """The advice names commands that regenerate the root (make-data refuses a root whose datasets lack
+    SYNTHETIC.json, so deleting only the manifest would not do)."""
+    import benchmarks.__main__ as cli
+
+    next((damaged_copy / "VOC2007" / "Annotations").glob("*.xml")).unlink()
+    (problem,) = check_root(damaged_copy)
+    remove, make_data = re.findall(r"`([^`]+)`", problem.fix)
+    assert shlex.split(remove) == ["rm", "-r", str(damaged_copy)]
+    shutil.rmtree(damaged_copy)
+    argv = shlex.split(make_data)
+    assert argv[:3] == ["python", "-m", "benchmarks"] and "--seed" in argv and "smoke" in argv
+    assert cli.main(argv[3:]) == 0
+    assert check_root(damaged_copy) == []
+
+
+def test_imagenet_val_is_required_only_when_asked_for(damaged_copy):
+    """Only the linear classification reads imagenet/val: a root for Tables 1-3 may lack it."""
+    val = damaged_copy / "imagenet" / "val"
+    shutil.rmtree(val)
+    assert check_root(damaged_copy) == [] and check_root(damaged_copy, ["imagenet"]) == []
+    (problem,) = check_root(damaged_copy, ["imagenet_val"])
+    assert problem.path == val and "linear classification" in problem.problem
+
+
+def test_imagenet_val_is_checked_where_present(damaged_copy):
+    class_dir = next(p for p in (damaged_copy / "imagenet" / "val").iterdir() if p.is_dir())
+    class_dir.rename(class_dir.with_name("n99999999"))  # a class train lacks
+    (problem,) = check_root(damaged_copy)
+    assert problem.path == damaged_copy / "imagenet" / "val" and "n99999999" in problem.problem
 
 
 def test_missing_label_train_ids_points_to_cityscapesscripts(damaged_copy):

@@ -142,5 +142,19 @@ def test_a_run_that_cannot_start_is_refused_before_the_speed_probe(tmp_path, mon
     profile = tmp_path / "paper_expected.yaml"  # with expectations, so a run would probe this machine
     profile.write_text("_BASE_: paper\nexpected_wall_s: {probe_s: 0.2, cell/voc_det: 30}\n")
     assert cli.main([*argv, "--profile", str(profile), "--tables", "1", "--set", *settings(tmp_path)]) == 2
-    assert "paper_expected cannot run: Dataset directory" in capsys.readouterr().err  # no real datasets here
+    assert "paper_expected cannot run: Dataset directories missing" in capsys.readouterr().err  # none here
     assert not (tmp_path / "out" / "custom_rows.json").exists()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "two"])
+@pytest.mark.parametrize("command", ["reproduce", "evaluate", "plan"])
+def test_jobs_must_be_a_positive_count(capsys, command, jobs):
+    """--jobs 0 divided the ETA by zero and --jobs -2 made it negative: refused when parsing."""
+    extra = ["--checkpoint", "x.pth", "--name", "mine"] if command == "evaluate" else []
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args([command, *extra, "--jobs", jobs])
+    assert exit_info.value.code == 2
+    assert (
+        f"argument --jobs: expected a whole number of at least 1, e.g. 2; got '{jobs}'"
+        in capsys.readouterr().err
+    )

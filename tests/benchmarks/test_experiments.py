@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.experiments import ROWS, ROWS_BY_KEY, TABLE_OF_TASK, TABLES, TASKS, table_by_number
+from benchmarks.experiments import ALL_TABLES, ROWS, ROWS_BY_KEY, TABLE_OF_TASK, TABLES, TASKS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
 
@@ -32,7 +32,7 @@ def test_tables_hold_the_four_tasks_with_interface_metric_names():
         "APm75",
     ]
     assert TASKS["cityscapes_sem_seg"].primary.name == "mIoU"
-    assert TABLE_OF_TASK["voc_sem_seg"] is table_by_number(3)
+    assert TABLE_OF_TASK["voc_sem_seg"] is ALL_TABLES["table3"]
     assert TABLE_OF_TASK["linear_cls"].name == "table_linear"
     assert [m.name for m in TASKS["linear_cls"].metrics] == ["top1", "top5", "knn_top1"]
 

@@ -80,10 +80,67 @@ def test_set_overrides_profile_and_yacs_keys():
     assert profile.pretrain_runs["densecl_coco"].overrides["SOLVER.BATCH_SIZE"] == 16
 
 
-@pytest.mark.parametrize("bad", ["tasks.voc_dett.seeds=2", "nonsense=1", "no_equals_sign", "data.rooot=x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "tasks.voc_dett.seeds=2",
+        "nonsense=1",
+        "no_equals_sign",
+        "data.rooot=x",
+        "tasks.voc_det.overide.SOLVER.MAX_ITER=7",  # would be a dead mapping beside `overrides`
+        "tasks.voc_det.SOLVER.MAX_ITER=7",  # a yacs key outside `overrides`
+        "seed=3",
+        "data.root.sub=x",
+    ],
+)
 def test_set_typos_are_refused_with_the_key(bad):
     with pytest.raises(BenchmarkError, match="--set"):
         apply_overrides(load_profile("tiny").raw, [bad])
+
+
+def test_set_typo_names_the_key_path_and_the_known_keys():
+    with pytest.raises(BenchmarkError) as error:
+        load_profile("tiny", ["tasks.voc_det.overide.SOLVER.MAX_ITER=7"])
+    message = str(error.value)
+    assert "'tasks.voc_det.overide'" in message and "['config', 'overrides', 'rows', 'seeds']" in message
+    assert "tasks.voc_det.overrides.SOLVER.MAX_ITER=200" in message  # the fix
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "known"),
+    [
+        ("seed: 3\n", "'seed'", "'supervised_checkpoint'"),  # the top level
+        ("tasks:\n  voc_det:\n    overide: {SOLVER.MAX_ITER: 7}\n", "'tasks.voc_det.overide'", "'overrides'"),
+        ("data:\n  sed: 1\n", "'data.sed'", "'seed'"),
+        ("pretrain:\n  runs:\n    densecl_coco: {confg: x.yaml, config: y.yaml}\n", "'confg'", "'config'"),
+    ],
+)
+def test_profile_file_typos_are_refused_with_the_key(tmp_path, text, key, known):
+    path = tmp_path / "mine.yaml"
+    path.write_text("_BASE_: tiny\n" + text)
+    with pytest.raises(BenchmarkError, match=f"Profile {path}") as error:
+        load_profile(str(path))
+    assert key in str(error.value) and known in str(error.value)
+
+
+def test_set_creates_keys_only_where_the_profile_allows_them():
+    paper = load_profile(
+        "paper",
+        [
+            "slurm.slurm_partition=gpu",  # submitit parameters: free-form
+            "pretrain.runs.supervised_imagenet.config=pretrain/configs/supervised_R50_8xb32-90ep_in1k.yaml",
+            "linear_eval.rows=[random, supervised_imagenet]",
+            "linear_eval.overrides.SOLVER.EPOCHS=1",
+            "tasks.voc_det.rows=[random]",
+            "ablations.ablation_grid.values=[1, 7]",
+            "expected_wall_s.probe_s=0.5",
+        ],
+    )
+    assert paper.slurm["slurm_partition"] == "gpu" and "supervised_imagenet" in paper.pretrain_runs
+    assert paper.tasks["linear_cls"].rows == ("random", "supervised_imagenet")
+    assert paper.tasks["linear_cls"].overrides == {"SOLVER.EPOCHS": 1}
+    assert paper.tasks["voc_det"].rows == ("random",) and paper.ablation_values["ablation_grid"] == (1, 7)
+    assert paper.expected_wall_s == {"probe_s": 0.5}
 
 
 def test_user_profile_file_with_base(tmp_path):
@@ -105,6 +162,32 @@ def test_data_root_expands_environment(monkeypatch):
     assert load_profile("paper").data_root is None
     monkeypatch.setenv("DETECTRON2_DATASETS", "/data/d2")
     assert load_profile("paper").data_root == Path("/data/d2")
+
+
+def test_a_table_whose_task_the_profile_lacks_is_refused(tmp_path, capsys):
+    import yaml
+
+    import benchmarks.__main__ as cli
+
+    raw = load_profile("tiny").raw
+    del raw["tasks"]["coco_det_inst"]
+    path = tmp_path / "no_coco.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", "--profile", str(path), "--tables", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--tables table2" in err and "'coco_det_inst'" in err and "add tasks.coco_det_inst" in err
+    assert cli.main(["plan", "--profile", str(path), "--tables", "1", "--rows", "random"]) == 0
+
+
+def test_rows_that_no_selected_table_runs_are_refused():
+    smoke = load_profile("smoke")  # tables 2 and 3 fine-tune random and densecl_imagenet only
+    with pytest.raises(BenchmarkError, match="--rows mocov2_coco selects no cell") as error:
+        plan_cells(smoke, Selection(tables=(3,), rows=("mocov2_coco",)))
+    assert "tasks.voc_sem_seg.rows = ['random', 'densecl_imagenet']" in str(error.value)
+    with pytest.raises(BenchmarkError, match=r"MODEL\.DENSECL\.LAMBDA variants"):
+        plan_cells(smoke, Selection(tables=("ablation_lambda",), rows=("random",)))
+    cells = plan_cells(smoke, Selection(tables=(1, 3), rows=("mocov2_coco", "random")))
+    assert {(c.task, c.row) for c in cells if c.row == "mocov2_coco"} == {("voc_det", "mocov2_coco")}
 
 
 def test_bad_seeds_value_is_refused():

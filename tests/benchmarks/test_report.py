@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.atomic import atomic_write, atomic_write_text
 from benchmarks.collect import LONG_COLUMNS, collect, read_reference
-from benchmarks.experiments import ROWS, table_by_number
+from benchmarks.experiments import ALL_TABLES, ROWS
 from benchmarks.report import ReportContext, build_report, markdown, summarise, wide_table
 
 REFERENCE = read_reference(Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv")
@@ -40,7 +40,7 @@ LONG = _long(
 
 
 def test_wide_table_mean_std_paper_and_delta_aligned():
-    wide = wide_table(LONG, REFERENCE, table_by_number(1), scaled=False).set_index("row")
+    wide = wide_table(LONG, REFERENCE, ALL_TABLES["table1"], scaled=False).set_index("row")
     assert wide.loc["random", f"{AP} | mean"] == pytest.approx(12.0)
     assert wide.loc["random", f"{AP} | std"] == pytest.approx(2.0)  # sample std of 10, 12, 14
     assert wide.loc["random", f"{AP} | n"] == 3
@@ -58,7 +58,7 @@ def test_wide_table_mean_std_paper_and_delta_aligned():
 
 
 def test_coco_box_and_mask_columns_take_their_own_paper_rows():
-    wide = wide_table(LONG, REFERENCE, table_by_number(2), scaled=False).set_index("row")
+    wide = wide_table(LONG, REFERENCE, ALL_TABLES["table2"], scaled=False).set_index("row")
     assert wide.loc["densecl_coco", "APb (COCO box, 0.50:0.95) | paper"] == 39.6
     assert wide.loc["densecl_coco", "APm (COCO mask, 0.50:0.95) | paper"] == 35.7
     assert wide.loc["mocov2_coco", "APm (COCO mask, 0.50:0.95) | paper source"] == "derived"
@@ -66,7 +66,7 @@ def test_coco_box_and_mask_columns_take_their_own_paper_rows():
 
 
 def test_cityscapes_paper_blank_where_the_paper_has_no_row():
-    wide = wide_table(LONG, REFERENCE, table_by_number(3), scaled=False).set_index("row")
+    wide = wide_table(LONG, REFERENCE, ALL_TABLES["table3"], scaled=False).set_index("row")
     city = "mIoU (Cityscapes val, 19 classes)"
     assert wide.loc["mocov2_coco", f"{city} | mean"] == 50.0
     assert math.isnan(wide.loc["mocov2_coco", f"{city} | paper"])
@@ -74,7 +74,7 @@ def test_cityscapes_paper_blank_where_the_paper_has_no_row():
 
 
 def test_scaled_profile_has_no_deltas_and_says_so():
-    table = table_by_number(1)
+    table = ALL_TABLES["table1"]
     wide = wide_table(LONG, REFERENCE, table, scaled=True)
     assert wide[f"{AP} | delta vs paper"].isna().all()
     text = markdown(table, wide, ReportContext("tiny", True, "Scaled for CPU."))
@@ -88,13 +88,13 @@ def test_scaled_profile_has_no_deltas_and_says_so():
 
 
 def test_summary_names_best_row_and_tests_nothing_below_three_seeds():
-    lines = summarise(table_by_number(1), wide_table(LONG, REFERENCE, table_by_number(1), scaled=True))
+    lines = summarise(ALL_TABLES["table1"], wide_table(LONG, REFERENCE, ALL_TABLES["table1"], scaled=True))
     assert lines == [
         "table1 voc_det: best DenseCL (ImageNet) (AP 60.5); vs random init (12.0): "
         "not tested (needs >= 3 seeds per row)"
     ]
     single = LONG[LONG["seed"] == 0]
-    lines = summarise(table_by_number(1), wide_table(single, REFERENCE, table_by_number(1), scaled=True))
+    lines = summarise(ALL_TABLES["table1"], wide_table(single, REFERENCE, ALL_TABLES["table1"], scaled=True))
     assert lines[0].endswith("vs random init (10.0): single seed: not tested") and "beats" not in lines[0]
 
 

@@ -18,7 +18,7 @@ import benchmarks.__main__ as cli
 from benchmarks.executors import LocalExecutor
 from benchmarks.jobs import MAKE_DATA_STAMP, Job, Selection, build_graph, log_to_wandb
 from benchmarks.profile import load_profile
-from benchmarks.runner import Runner, StateFile, is_stale
+from benchmarks.runner import Runner, StateFile, changed_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -282,7 +282,7 @@ def test_finished_job_made_by_another_command_is_kept_with_a_warning(tmp_path):
     job = Job("cell/x", "cell", [sys.executable, "-c", "raise SystemExit(1)"], marker, tmp_path / "x.log")
     lines = []
     assert Runner([job], state, LocalExecutor(), echo=lines.append, git_rev="r").run().ok
-    assert "another command" in lines[0] and not job.log.exists()  # warned, not rerun
+    assert "cell/x: made by another command" in lines[1] and not job.log.exists()  # warned, not rerun
 
 
 def test_wandb_logging_reaches_pretraining_and_detectron2_cells_and_changes_no_result(tmp_path):
@@ -295,8 +295,8 @@ def test_wandb_logging_reaches_pretraining_and_detectron2_cells_and_changes_no_r
     for job_id in ("data/make", "convert/densecl_coco", "cell/table_linear/linear_cls/densecl_coco/seed0"):
         assert not any(a.startswith("WANDB.") for a in logged[job_id].argv), job_id
     for job in jobs:  # a finished job is not "made by another command" because it now logs to W&B
-        assert not is_stale(logged[job.id], {"argv": [*job.argv, "--resume"]})
-    assert is_stale(jobs[1], {"argv": [*jobs[1].argv, "SEED", "1"]})
+        assert changed_inputs(logged[job.id], {"argv": [*job.argv, "--resume"]}) is None
+    assert changed_inputs(jobs[1], {"argv": [*jobs[1].argv, "SEED", "1"]})
 
 
 def test_slurm_executor_runs_jobs_through_submitit(tmp_path):
@@ -320,6 +320,10 @@ def test_paper_profile_refuses_without_datasets_but_plans(tmp_path, monkeypatch,
     assert cli.main(["reproduce", "--profile", "paper", *settings]) == 2
     assert "export DETECTRON2_DATASETS" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    assert cli.main(["plan", "--profile", "paper", *settings]) == 0
-    out = capsys.readouterr().out
-    assert "warning: The dataset root '$DETECTRON2_DATASETS'" in out and "57 jobs, 0 done, 57 to run" in out
+    for dry_run in (["plan"], ["reproduce", "--dry-run"]):  # the plan first, then the refusal
+        assert cli.main([*dry_run, "--profile", "paper", *settings]) == 2
+        out, err = capsys.readouterr()
+        assert "57 jobs, 0 done, 57 to run" in out and "warning" not in out
+        assert err.startswith("error: Profile paper cannot run: The real datasets are missing")
+        assert "'$DETECTRON2_DATASETS'" in err and "export DETECTRON2_DATASETS" in err and "check-data" in err
+    assert not (tmp_path / "out").exists()

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from benchmarks.collect import LONG_COLUMNS, read_reference
-from benchmarks.experiments import table_by_number
+from benchmarks.experiments import ALL_TABLES
 from benchmarks.report import ReportContext, markdown, summarise, wide_table
-from benchmarks.stats import compare_p, paired_p, significant, welch_p
+from benchmarks.stats import compare_p, difference, paired_p, significant, welch_p
 
 REFERENCE = read_reference(Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv")
 AP = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
@@ -122,7 +122,7 @@ THREE_SEEDS = _long({
 
 
 def test_markdown_marks_only_significant_differences():
-    table = table_by_number(1)
+    table = ALL_TABLES["table1"]
     wide = wide_table(THREE_SEEDS, REFERENCE, table, scaled=True)
     text = markdown(table, wide, ReportContext("tiny", True, "Scaled."))
     assert "| Random init | 10.0 ± 1.0 ‡ | 32.8 (recalled) |" in text
@@ -137,18 +137,43 @@ def test_markdown_marks_only_significant_differences():
 
 def test_summary_says_beats_random_only_where_significant():
     (line,) = summarise(
-        table_by_number(1), wide_table(THREE_SEEDS, REFERENCE, table_by_number(1), scaled=True)
+        ALL_TABLES["table1"], wide_table(THREE_SEEDS, REFERENCE, ALL_TABLES["table1"], scaled=True)
     )
     assert line.startswith(
         "table1 voc_det: best MoCo-v2 (COCO) (AP 30.3); vs random init (10.0), "
-        "t-test over seeds at p < 0.05: "
+        "t-test over seeds at p < 0.05 (Δ = the tested difference: mean per-seed difference over the "
+        "shared seeds, of the means when < 3 are shared): "
     )
-    assert "beats random init: Supervised (ImageNet) 20.0, MoCo-v2 (COCO) 30.3, DenseCL (COCO) 30.0" in line
-    assert "not significantly different from random init: MoCo-v2 (ImageNet) 10.3" in line
+    assert (
+        "beats random init: Supervised (ImageNet) 20.0 (Δ +10.0), MoCo-v2 (COCO) 30.3 (Δ +20.3), "
+        "DenseCL (COCO) 30.0 (Δ +20.0)"
+    ) in line
+    assert "not significantly different from random init: MoCo-v2 (ImageNet) 10.3 (Δ +0.3)" in line
+
+
+def test_direction_and_delta_come_from_the_paired_seeds():
+    """Random init ran 5 seeds, MoCo-v2 3: MoCo-v2 is ahead on every shared seed (the paired test is
+    significant) although its mean is below random init's mean over all 5 seeds."""
+    long = _long({("random", "none"): [17.0, 16.0, 15.0, 21.0, 22.0], ("mocov2", "coco"): [17.6, 16.5, 15.7]})
+    wide = wide_table(long, REFERENCE, ALL_TABLES["table1"], scaled=True)
+    moco = wide.set_index("row").loc["mocov2_coco"]
+    assert moco[f"{AP} | mean"] < wide.set_index("row").loc["random", f"{AP} | mean"]
+    assert moco[f"{AP} | diff vs reference"] == pytest.approx(0.6)
+    assert significant(moco[f"{AP} | p vs reference"])
+    (line,) = summarise(ALL_TABLES["table1"], wide)
+    assert "beats random init: MoCo-v2 (COCO) 16.6 (Δ +0.6)" in line and "below" not in line
+
+
+def test_difference_is_what_compare_p_tests():
+    ahead, five_seeds = _seeds([17.6, 16.5, 15.7]), _seeds([17.0, 16.0, 15.0, 21.0, 22.0])
+    assert difference(ahead, five_seeds) == pytest.approx(0.6)  # paired over seeds 0-2
+    unpaired = _seeds([1.0, 2.0, 3.0], first=3)  # no shared seed: Welch, the difference of the means
+    assert difference(_seeds([3.0, 4.0, 5.0]), unpaired) == pytest.approx(2.0)
+    assert math.isnan(difference(_seeds([1.0]), {}))
 
 
 def test_markdown_says_when_nothing_is_tested():
     one_seed = THREE_SEEDS[THREE_SEEDS["seed"] == 0]
-    wide = wide_table(one_seed, REFERENCE, table_by_number(1), scaled=True)
-    text = markdown(table_by_number(1), wide, ReportContext("tiny", True))
+    wide = wide_table(one_seed, REFERENCE, ALL_TABLES["table1"], scaled=True)
+    text = markdown(ALL_TABLES["table1"], wide, ReportContext("tiny", True))
     assert "no difference is tested" in text and "†" not in text.split("Significance")[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -163,6 +164,29 @@ def test_generate_is_idempotent_and_guards_foreign_roots(synthetic_root, tmp_pat
         generate(tmp_path / "real", profile="smoke")
     with pytest.raises(SyntheticDataError, match="unknown synthetic profile"):
         generate(tmp_path / "x", profile="huge")
+
+
+def test_interrupted_regeneration_leaves_the_data_job_undone(tmp_path, monkeypatch):
+    """make-data over a finished root with another seed drops the old stamp before generating: if it is
+    interrupted, the runner's data/make job (done iff the stamp exists) is not done."""
+    import benchmarks.__main__ as cli
+    from benchmarks.jobs import Selection, build_graph
+    from benchmarks.profile import load_profile
+
+    root = tmp_path / "data"
+    assert cli.main(["make-data", "--profile", "smoke", "--root", str(root)]) == 0
+    (data_job,) = [
+        j for j in build_graph(load_profile("smoke", [f"data.root={root}"]), Selection()) if j.kind == "data"
+    ]
+    assert data_job.is_done()
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    generate_module = sys.modules["benchmarks.synthetic.generate"]  # the package's `generate` is the function
+    monkeypatch.setattr(generate_module, "WRITERS", (generate_module.WRITERS[0], ("coco", interrupted)))
+    assert cli.main(["make-data", "--profile", "smoke", "--root", str(root), "--seed", "1"]) == 130
+    assert (root / "SYNTHETIC.partial").exists() and not data_job.is_done()
 
 
 def test_appearance_depends_on_class():
