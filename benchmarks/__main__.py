@@ -198,8 +198,8 @@ def _expected_here(args: argparse.Namespace, profile: Profile, jobs: list[Job]) 
     here, there = expectation.probe_s, expectation.reference_probe_s
     echo(
         f"speed probe: {here:.2f} s per ResNet-18 step here, {there:.2f} s where {profile.name}'s "
-        f"expected_wall_s were measured; estimates scale them by {here / there:.2f} until jobs of a kind "
-        "have finished here"
+        f"expected_wall_s ({expectation.calibration}) were measured; estimates scale them by "
+        f"{here / there:.2f} until jobs of a kind have finished here"
     )
     return expectation.seconds
 

@@ -33,6 +33,9 @@ VALUE = "a value"  # a leaf of PROFILE_KEYS: a scalar or a list, type-checked by
 FREE = "free-form"  # a mapping of PROFILE_KEYS whose keys are not ours to check
 _RUN_KEYS = {"config": VALUE, "overrides": FREE}
 _TASK_KEYS = {"config": VALUE, "seeds": VALUE, "overrides": FREE, "rows": VALUE}
+_CALIBRATION_KEYS = dict.fromkeys(
+    ["probe_s", "data", "pretrain", "convert", *(f"cell/{task}" for task in TASKS)], VALUE
+)
 # Every key a profile may hold, nested as in the YAML file.
 PROFILE_KEYS: dict[str, Any] = {
     "name": VALUE,
@@ -53,9 +56,7 @@ PROFILE_KEYS: dict[str, Any] = {
     "linear_eval": _TASK_KEYS,
     "ablations": {name: {"values": VALUE} for name in ABLATIONS_BY_NAME},
     "slurm": FREE,  # submitit's AutoExecutor parameters
-    "expected_wall_s": dict.fromkeys(
-        ["probe_s", "data", "pretrain", "convert", *(f"cell/{task}" for task in TASKS)], VALUE
-    ),
+    "expected_wall_s": {**_CALIBRATION_KEYS, "bfloat16": _CALIBRATION_KEYS},
 }
 UNKNOWN_KEY_FIX = (
     "Fix the spelling; yacs config keys go under an `overrides` mapping, e.g. "
@@ -111,7 +112,8 @@ class Profile:
     tasks: dict[str, TaskSpec]
     ablation_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # ablation table -> values
     slurm: dict[str, Any] = field(default_factory=dict)
-    expected_wall_s: dict[str, float] = field(default_factory=dict)  # duration key -> s, and probe_s
+    # duration key -> s and probe_s, measured training in fp32; "bfloat16" -> the same, natively bf16
+    expected_wall_s: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -310,11 +312,23 @@ def _ablation_values(ablation: Ablation, spec: Any, where: str) -> tuple[Any, ..
     return tuple(values)
 
 
-def _expected_wall_s(spec: Any, where: str) -> dict[str, float]:
-    """`expected_wall_s`: seconds per job duration key measured on one machine, with its speed probe."""
+def _expected_wall_s(spec: Any, where: str) -> dict[str, Any]:
+    """`expected_wall_s`: seconds per job duration key measured on one machine that trains in fp32, with
+    its speed probe; optionally `bfloat16:`, the same measured on a machine with native bfloat16 (whose
+    jobs train under autocast, so their time relative to the probe differs)."""
     if not spec:
         return {}
-    known = set(PROFILE_KEYS["expected_wall_s"])
+    if not isinstance(spec, dict):
+        raise BenchmarkError(f"{where}: expected a mapping of seconds per job kind, got {spec!r}.")
+    values = _calibration({k: v for k, v in spec.items() if k != "bfloat16"}, where)
+    if "bfloat16" in spec:
+        values["bfloat16"] = _calibration(spec["bfloat16"], f"{where}.bfloat16")
+    return values
+
+
+def _calibration(spec: Any, where: str) -> dict[str, float]:
+    """One machine's `probe_s` and seconds per job kind."""
+    known = set(_CALIBRATION_KEYS)
     if not isinstance(spec, dict) or "probe_s" not in spec or set(spec) - known:
         raise BenchmarkError(
             f"{where}: expected a mapping with probe_s (`python -m benchmarks.speed_probe` on the machine "

@@ -57,18 +57,19 @@ class Expectation:
     seconds: dict[str, float]  # job duration key (Job.duration_key) -> seconds
     probe_s: float  # this machine
     reference_probe_s: float  # the machine the profile's expected_wall_s were measured on
+    calibration: str  # which of them: "fp32" (the top level) or "bfloat16"
 
 
 def expected_from_probe(
     expected: dict[str, Any], threads: int, timeout_s: float = 120.0
 ) -> Expectation | None:
     """Scales a profile's `expected_wall_s` (job duration key -> seconds, plus that machine's `probe_s`) by
-    this machine's probe over the reference's.
+    this machine's probe over the reference's. A CPU with native bfloat16 uses the `bfloat16` calibration
+    where the profile has one: its jobs train under autocast, which speeds them up unlike the probe.
 
     None when the profile has no expectations, the probe fails, or the jobs would run on a GPU (the
     expectations are CPU timings)."""
-    reference = float(expected.get("probe_s") or 0)
-    if reference <= 0:
+    if not float(expected.get("probe_s") or 0) > 0:
         return None
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     try:
@@ -85,9 +86,11 @@ def expected_from_probe(
         return None
     if probe.get("device") != "cpu":
         return None
-    ratio = float(probe["probe_s"]) / reference
-    seconds = {key: float(s) * ratio for key, s in expected.items() if key != "probe_s"}
-    return Expectation(seconds, float(probe["probe_s"]), reference)
+    calibration = "bfloat16" if probe.get("bf16_native") and "bfloat16" in expected else "fp32"
+    reference = expected["bfloat16"] if calibration == "bfloat16" else expected
+    ratio = float(probe["probe_s"]) / reference["probe_s"]
+    seconds = {key: float(s) * ratio for key, s in reference.items() if key not in ("probe_s", "bfloat16")}
+    return Expectation(seconds, float(probe["probe_s"]), reference["probe_s"], calibration)
 
 
 def main(argv: list[str] | None = None) -> int:

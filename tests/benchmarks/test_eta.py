@@ -62,8 +62,14 @@ def test_expected_wall_s_is_validated():
         _smoke_with({"probe_s": 0.3, "cell/vocdet": 30})
     with pytest.raises(BenchmarkError, match="positive number"):
         _smoke_with({"probe_s": 0.3, "pretrain": -1})
-    profile = _smoke_with({"probe_s": 0.3, "cell/voc_det": 30})
-    assert profile.expected_wall_s == {"probe_s": 0.3, "cell/voc_det": 30.0}
+    with pytest.raises(BenchmarkError, match=r"expected_wall_s\.bfloat16: expected a mapping with probe_s"):
+        _smoke_with({"probe_s": 0.3, "bfloat16": {"pretrain": 30}})
+    profile = _smoke_with({"probe_s": 0.3, "cell/voc_det": 30, "bfloat16": {"probe_s": 0.1, "data": 5}})
+    assert profile.expected_wall_s == {
+        "probe_s": 0.3,
+        "cell/voc_det": 30.0,
+        "bfloat16": {"probe_s": 0.1, "data": 5.0},
+    }
     assert load_profile("smoke").expected_wall_s == {}
 
 
@@ -80,8 +86,23 @@ def test_expected_durations_scale_with_this_machines_probe(monkeypatch):
     monkeypatch.setattr(speed_probe.subprocess, "run", fake_run)
     got = speed_probe.expected_from_probe({"probe_s": 0.2, "pretrain": 100.0, "data": 10.0}, threads=2)
     assert got.seconds == pytest.approx({"pretrain": 300.0, "data": 30.0})
-    assert (got.probe_s, got.reference_probe_s) == (0.6, 0.2)
+    assert (got.probe_s, got.reference_probe_s, got.calibration) == (0.6, 0.2, "fp32")
     assert speed_probe.expected_from_probe({"pretrain": 100.0}, threads=2) is None
+
+
+@pytest.mark.parametrize(
+    ("bf16_native", "calibration", "pretrain_s"), [(False, "fp32", 300.0), (True, "bfloat16", 120.0)]
+)
+def test_a_native_bfloat16_cpu_scales_the_bfloat16_calibration(
+    monkeypatch, bf16_native, calibration, pretrain_s
+):
+    class Done:
+        stdout = json.dumps({"probe_s": 0.6, "device": "cpu", "bf16_native": bf16_native}) + "\n"
+
+    monkeypatch.setattr(speed_probe.subprocess, "run", lambda argv, **kwargs: Done())
+    expected = {"probe_s": 0.2, "pretrain": 100.0, "bfloat16": {"probe_s": 0.5, "pretrain": 100.0}}
+    got = speed_probe.expected_from_probe(expected, threads=1)
+    assert got.calibration == calibration and got.seconds == pytest.approx({"pretrain": pretrain_s})
 
 
 def test_probe_measures_a_training_step():
