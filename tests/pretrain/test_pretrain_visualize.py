@@ -1,5 +1,6 @@
 """The dense-correspondence drawing tool."""
 
+import math
 import re
 
 import torch
@@ -55,14 +56,24 @@ def test_rejects_a_supervised_checkpoint(tiny_root, tmp_path, capsys):
     assert rc == 2 and "densecl or mocov2" in capsys.readouterr().err
 
 
-def test_names_a_diverged_checkpoint(tiny_root, tmp_path, capsys):
+def _tampered_mocov2_checkpoint(tiny_root, tmp_path, tamper):
+    """A one-iteration MoCo-v2 model_final.pth, changed in place by `tamper(checkpoint dict)`."""
     cfg = tiny_cfg("mocov2", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco", "SOLVER.MAX_ITERS": 1})
     cfg.OUTPUT_DIR = str(tmp_path / "run")
     Trainer(cfg).train()
     path = tmp_path / "run" / "model_final.pth"
     ckpt = torch.load(path, weights_only=True)
-    ckpt["state_dict"]["encoder_q.backbone.conv1.weight"].fill_(float("nan"))
+    tamper(ckpt)
     torch.save(ckpt, path)
+    return path
+
+
+def test_names_a_diverged_checkpoint(tiny_root, tmp_path, capsys):
+    path = _tampered_mocov2_checkpoint(
+        tiny_root,
+        tmp_path,
+        lambda ckpt: ckpt["state_dict"]["encoder_q.backbone.conv1.weight"].fill_(math.nan),
+    )
     image = next((tiny_root / "coco" / "train2017").iterdir())
     assert main([str(path), str(image), "--out", str(tmp_path / "x.png"), "--size", "96"]) == 2
     assert "not finite" in capsys.readouterr().err
@@ -78,13 +89,11 @@ def test_names_a_file_that_is_no_checkpoint(tiny_root, tmp_path, capsys):
 
 
 def test_names_a_checkpoint_whose_arch_does_not_fit_its_weights(tiny_root, tmp_path, capsys):
-    cfg = tiny_cfg("mocov2", **{"DATA.ROOT": str(tiny_root), "DATA.DATASET": "coco", "SOLVER.MAX_ITERS": 1})
-    cfg.OUTPUT_DIR = str(tmp_path / "run")
-    Trainer(cfg).train()
-    path = tmp_path / "run" / "model_final.pth"
-    ckpt = torch.load(path, weights_only=True)
-    ckpt["meta"]["arch"] = "resnet50"  # resnet18 weights
-    torch.save(ckpt, path)
+    path = _tampered_mocov2_checkpoint(
+        tiny_root,
+        tmp_path,
+        lambda ckpt: ckpt["meta"].update(arch="resnet50"),  # resnet18 weights
+    )
     image = next((tiny_root / "coco" / "train2017").iterdir())
     assert main([str(path), str(image), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
