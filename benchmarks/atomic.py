@@ -1,9 +1,10 @@
-"""Atomic file writes: write a temporary file in the target's directory, then `os.replace` it."""
+"""Atomic file writes (write a temporary file in the target's directory, then `os.replace` it) and removal."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def remove_atomic(path: Path) -> None:
+    """Removes a file or a directory tree. A directory is first renamed aside, so an interrupted removal
+    never leaves a half-deleted run directory (whose checkpoints a rerun would resume from)."""
+    path = Path(path)
+    if path.is_dir():
+        aside = path.with_name(f".{path.name}.deleting")
+        shutil.rmtree(aside, ignore_errors=True)
+        path.rename(aside)
+        shutil.rmtree(aside)
+    else:
+        path.unlink(missing_ok=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.atomic import atomic_write_json
+from benchmarks.atomic import atomic_write_json, remove_atomic
 from benchmarks.experiments import TABLE_OF_TASK, Row
 from benchmarks.profile import BenchmarkError
 
@@ -100,8 +99,5 @@ class CustomRows:
         paths += [self.output_dir / table / task / name for table, task in sorted(homes)]
         removed = [p for p in paths if p.exists()]
         for path in removed:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            remove_atomic(path)
         return removed

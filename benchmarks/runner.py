@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.atomic import atomic_write_json
+from benchmarks.atomic import atomic_write_json, remove_atomic
 from benchmarks.jobs import Job
 from benchmarks.profile import BenchmarkError
 
@@ -142,18 +141,6 @@ def stale_warning(stale: dict[str, str], jobs: list[Job]) -> list[str]:
         "Add --redo-stale to reproduce (or evaluate) to delete and redo exactly these jobs, or delete the "
         "paths listed yourself and run it again.",
     ]
-
-
-def _delete(path: Path) -> None:
-    """Removes a job's output: a directory is first renamed aside, so an interrupted deletion never
-    leaves a half-deleted run directory (whose checkpoints a rerun would resume from)."""
-    if path.is_dir():
-        aside = path.with_name(f".{path.name}.deleting")
-        shutil.rmtree(aside, ignore_errors=True)
-        path.rename(aside)
-        shutil.rmtree(aside)
-    else:
-        path.unlink(missing_ok=True)
 
 
 class OutputLock:
@@ -354,7 +341,7 @@ class Runner:
             return
         for job_id, reason in stale.items():
             job = self.jobs[job_id]
-            _delete(job.output)
+            remove_atomic(job.output)
             self.jobs[job_id] = replace(job, argv=[arg for arg in job.argv if arg != "--resume"])
             self.status[job_id] = "pending"
             self.echo(f"redo {job_id} ({reason}): deleted {job.output}")

@@ -95,27 +95,16 @@ class PhotoMetricDistortion(T.Augmentation):
         return DistortionTransform(params, self.image_format)
 
 
-class MeanPadTransform(T.Transform):
-    """Pads the bottom and right to (height, width): the image with a colour per channel, labels with
-    `seg_pad_value`."""
-
-    def __init__(self, pad_h: int, pad_w: int, pad_color: tuple[float, ...], seg_pad_value: int):
-        super().__init__()
-        self.pad_h, self.pad_w = pad_h, pad_w
-        self.pad_color, self.seg_pad_value = pad_color, seg_pad_value
+class MeanPadTransform(T.PadTransform):
+    """fvcore's PadTransform (bottom and right here) whose image fill is one colour per channel; labels
+    and coordinates are padded as there."""
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
-        out = np.empty((h + self.pad_h, w + self.pad_w, *img.shape[2:]), dtype=img.dtype)
-        out[...] = np.asarray(self.pad_color).round().astype(img.dtype)
-        out[:h, :w] = img
+        out = np.empty((h + self.y0 + self.y1, w + self.x0 + self.x1, *img.shape[2:]), dtype=img.dtype)
+        out[...] = np.asarray(self.pad_value).round().astype(img.dtype)
+        out[self.y0 : self.y0 + h, self.x0 : self.x0 + w] = img
         return out
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return np.pad(segmentation, ((0, self.pad_h), (0, self.pad_w)), constant_values=self.seg_pad_value)
 
 
 class PadToSize(T.Augmentation):
@@ -129,4 +118,5 @@ class PadToSize(T.Augmentation):
         pad_h, pad_w = (max(0, s - n) for s, n in zip(self.size, image.shape[:2]))
         if not (pad_h or pad_w):
             return T.NoOpTransform()
-        return MeanPadTransform(pad_h, pad_w, self.pixel_mean, self.seg_pad_value)
+        h, w = image.shape[:2]
+        return MeanPadTransform(0, 0, pad_w, pad_h, w, h, self.pixel_mean, self.seg_pad_value)
