@@ -60,7 +60,9 @@ _C.SOLVER.REFERENCE_BATCH_SIZE = 0  # > 0: linear scaling lr = BASE_LR * BATCH_S
 _C.SOLVER.LR_SCHEDULER = "cosine"  # "cosine" (per iteration to 0, no warm-up) | "step" (x GAMMA at STEPS)
 _C.SOLVER.STEPS = [30, 60]  # epochs at which the "step" schedule multiplies the LR by GAMMA
 _C.SOLVER.GAMMA = 0.1  # decay factor of the "step" schedule
-_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.OPTIMIZER = "sgd"  # "sgd" (MoCo-v2 / DenseCL / torchvision) | "lars" (short schedules; optim.py)
+_C.SOLVER.MOMENTUM = 0.9  # SGD / LARS momentum
+_C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # LARS: each weight tensor steps lr x this x its norm
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # SGD weight decay (all parameters, as the official code)
 _C.SOLVER.CHECKPOINT_PERIOD = 10  # keep checkpoint_epoch_XXXX.pth every this many epochs (0 = never)
 _C.SOLVER.CHECKPOINT_ITERS = (

@@ -1,4 +1,5 @@
-"""The training loop shared by every method: SGD, per-iteration LR schedule, AMP, DDP, checkpoints.
+"""The training loop shared by every method: SGD or LARS (optim.py), per-iteration LR schedule, AMP, DDP,
+checkpoints.
 
 Schedule: cosine from the base LR to 0 over all iterations, no warm-up (MoCo-v2 / DenseCL), or the
 step schedule of the supervised torchvision recipe. The LR is a pure function of the iteration, so a
@@ -25,6 +26,7 @@ from .data import ResumableDistributedSampler, build_dataset, returns_view_param
 from .errors import PretrainError
 from .methods import build_model
 from .monitor import Monitor, setup_logging
+from .optim import build_optimizer
 from .split_bn import split_encoders_batch_norm
 
 
@@ -110,13 +112,8 @@ class Trainer:
                 "linear LR scaling: %g x %d / %d = %g",
                 cfg.SOLVER.BASE_LR, cfg.SOLVER.BATCH_SIZE, cfg.SOLVER.REFERENCE_BATCH_SIZE, self.base_lr,
             )  # fmt: skip
-        self.optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=self.base_lr,
-            momentum=cfg.SOLVER.MOMENTUM,
-            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-            fused=True,  # one pass per update, not foreach's chain of multi-tensor ops (transfer.optimizer)
-        )
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg, trainable, self.base_lr)
         self.amp_dtype = autocast_dtype(cfg, self.device, self.logger)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0

@@ -58,9 +58,10 @@ def test_supervised_exports_plain_torchvision_keys(tiny_root, tmp_path):
     assert "fc.weight" in sd and "conv1.weight" in sd and sd["fc.weight"].shape == (2, 512)
 
 
-def test_killed_run_resumes_exactly(tiny_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_killed_run_resumes_exactly(tiny_root, tmp_path, monkeypatch, optimizer):
     """Kill after iteration 3 (mid-epoch, CHECKPOINT_ITERS 1); resuming gives the uninterrupted result."""
-    opts = {"SOLVER.MAX_ITERS": 5, "SOLVER.CHECKPOINT_ITERS": 1}
+    opts = {"SOLVER.MAX_ITERS": 5, "SOLVER.CHECKPOINT_ITERS": 1, "SOLVER.OPTIMIZER": optimizer}
     Trainer(run_cfg(tiny_root, tmp_path / "ref", **opts)).train()
     reference = torch.load(tmp_path / "ref" / "checkpoint_last.pth", weights_only=True)
 
