@@ -63,7 +63,7 @@ _C.SOLVER.GAMMA = 0.1  # decay factor of the "step" schedule
 _C.SOLVER.OPTIMIZER = "sgd"  # "sgd" (MoCo-v2 / DenseCL / torchvision) | "lars" (short schedules; optim.py)
 _C.SOLVER.MOMENTUM = 0.9  # SGD / LARS momentum
 _C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # LARS: each weight tensor steps lr x this x its norm
-_C.SOLVER.WEIGHT_DECAY = 1e-4  # SGD weight decay (all parameters, as the official code)
+_C.SOLVER.WEIGHT_DECAY = 1e-4  # SGD / LARS weight decay (all parameters, as the official code)
 _C.SOLVER.CHECKPOINT_PERIOD = 10  # keep checkpoint_epoch_XXXX.pth every this many epochs (0 = never)
 _C.SOLVER.CHECKPOINT_ITERS = (
     0  # also refresh checkpoint_last.pth every this many iterations (0 = epochs only)
