@@ -330,7 +330,7 @@ class Trainer:
         if not self.is_main:
             return None
         model = dist.unwrap(self.ddp_model)
-        export = getattr(model, "export_state_dict", model.state_dict)()
+        export = model.export_state_dict()
         meta = {
             "method": self.cfg.MODEL.METHOD,
             "arch": self.cfg.MODEL.ARCH,

@@ -30,7 +30,7 @@ def initial_state(cfg, num_classes: int) -> dict[str, torch.Tensor]:
     """The exported state dict the engine's model had before its first step (cfg.SEED, rank 0)."""
     seed_everything(cfg.SEED)
     model = build_model(cfg, num_classes=num_classes)
-    return getattr(model, "export_state_dict", model.state_dict)()
+    return model.export_state_dict()
 
 
 def stage(key: str) -> str:

@@ -61,6 +61,11 @@ class MomentumContrast(nn.Module, ABC):
         torch._foreach_mul_(key_params, self.momentum)
         torch._foreach_add_(key_params, [q.detach() for q, _ in pairs], alpha=1.0 - self.momentum)
 
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """What model_final.pth keeps: every tensor (both encoders and the queues; transfer.convert takes
+        `encoder_q.backbone.*`)."""
+        return self.state_dict()
+
     def set_iteration(self, iteration: int) -> None:
         """Called by the engine before each step (for schedules inside a method: DenseCL's lambda warm-up)."""
         self.current_iter = iteration

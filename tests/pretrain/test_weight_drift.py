@@ -17,8 +17,7 @@ def test_the_rebuilt_initialisation_is_the_engines(tiny_root, tmp_path, method):
     cfg.DATA.DATASET = "imagenet" if method == "supervised" else "coco"
     cfg.freeze()
     trainer = Trainer(cfg)
-    model = trainer.model
-    before = {k: v.clone() for k, v in getattr(model, "export_state_dict", model.state_dict)().items()}
+    before = {k: v.clone() for k, v in trainer.model.export_state_dict().items()}
     trainer.train()
 
     rebuilt = initial_state(cfg, num_classes=2 if method == "supervised" else 0)
