@@ -14,6 +14,19 @@ if [[ -f $STAMP && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
 fi
 
+# A first install unpacks ~6 GB (torch, triton and torch's CUDA libraries) into .venv; refuse up front
+# rather than fail half-way through pip with "No space left on device".
+need_gb=7
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1024 / 1024 ))
+  if (( free_gb < need_gb )); then
+    echo "setup: error: installing the pinned stack into $PWD/$VENV needs ~$need_gb GB free on its disk," \
+      "which has $free_gb GB available. Free space there (old clones; runs' outputs: \`make clean-output\`)" \
+      "and re-run \`make setup\`." >&2
+    exit 1
+  fi
+fi
+
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install -U "pip>=24" wheel
