@@ -74,9 +74,9 @@ def print_plan(profile: Profile, jobs: list[Job]) -> None:
     for line in stale_warning(stale, jobs):
         echo(line)
     for job in jobs:
-        status = "todo"
-        if job.is_done():
-            status = f"done, stale: {stale[job.id]}" if job.id in stale else "done"
+        status = "done" if job.is_done() else "todo"
+        if job.id in stale:
+            status += f", stale: {stale[job.id]}" if job.is_done() else f", stale checkpoint: {stale[job.id]}"
         echo(f"\n[{status}] {job.id}" + (f"  (after {', '.join(job.deps)})" if job.deps else ""))
         echo(f"  {shlex.join(job.argv)}")
         echo(f"  log: {job.log}   done when: {job.marker}")

@@ -8,6 +8,8 @@ on. `output/<profile>/state.json` is rewritten atomically after every change.
 A finished job is stale when the graph would no longer compute it this way: its command or dataset root
 changed, or a job it depends on is stale, not done, or finished after it started (`stale_jobs`). Stale
 jobs are kept with a warning naming them and what to delete, or deleted and redone with `redo_stale`.
+An interrupted job whose checkpoint is stale in the same sense is never resumed: it fails with that
+message (its checkpoint kept) unless `redo_stale` deletes it and runs the job from scratch.
 One runner at a time holds `output/<profile>/.lock` (`OutputLock`), so two runs never share state.json.
 """
 
@@ -99,19 +101,25 @@ def _started_before(dep_record: dict[str, Any], record: dict[str, Any]) -> bool:
     return datetime.fromisoformat(finished) > datetime.fromisoformat(started)
 
 
-def stale_jobs(jobs: list[Job], records: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Finished jobs the graph would no longer compute this way, job id -> why, in graph order.
+def resumable(job: Job) -> bool:
+    """An unfinished job whose earlier run left a checkpoint: the graph gave it `--resume`."""
+    return not job.is_done() and "--resume" in job.argv
 
-    A finished job is stale when its own command or result environment changed (`_what_it_computes`,
-    `result_env`), or a dependency is stale, not done (it runs again), or finished after the job started.
-    `jobs` is in dependency order, so one pass carries staleness to every dependant. Records without
-    `argv`, `env` or timestamps (older state files) count as unchanged in what they lack.
+
+def stale_jobs(jobs: list[Job], records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Finished or resumable jobs the graph would no longer compute this way, job id -> why, in graph order.
+
+    Such a job is stale when its own command or result environment changed since it (last) started
+    (`_what_it_computes`, `result_env`), or a dependency is stale, not done (it runs again), or finished
+    after the job started. A resumable job is judged like a finished one: resuming would continue a run of
+    the old inputs. `jobs` is in dependency order, so one pass carries staleness to every dependant.
+    Records without `argv`, `env` or timestamps (older state files) count as unchanged in what they lack.
     """
     in_graph = {job.id for job in jobs}
     done = {job.id for job in jobs if job.is_done()}
     stale: dict[str, str] = {}
     for job in jobs:
-        if job.id not in done:
+        if job.id not in done and not resumable(job):
             continue
         record = records.get(job.id, {})
         reason = changed_inputs(job, record)
@@ -130,17 +138,31 @@ def stale_jobs(jobs: list[Job], records: dict[str, dict[str, Any]]) -> dict[str,
 
 
 def stale_warning(stale: dict[str, str], jobs: list[Job]) -> list[str]:
-    """The warning listing the stale jobs, why, and what to delete to redo them (empty when none)."""
-    if not stale:
-        return []
-    outputs = {job.id: job.output for job in jobs}
-    return [
-        f"warning: {len(stale)} finished job(s) no longer match what the profile computes now; they are "
-        "kept, so the tables would mix their old results with new ones:",
-        *(f"  {job_id}: {reason} (delete {outputs[job_id]})" for job_id, reason in stale.items()),
-        "Add --redo-stale to reproduce (or evaluate) to delete and redo exactly these jobs, or delete the "
-        "paths listed yourself and run it again.",
-    ]
+    """The warning listing the stale jobs, why, and what to delete to redo them (empty when none):
+    finished ones are kept, interrupted ones are not resumed."""
+    by_id = {job.id: job for job in jobs}
+    finished = {job_id: why for job_id, why in stale.items() if by_id[job_id].is_done()}
+    interrupted = {job_id: why for job_id, why in stale.items() if job_id not in finished}
+    lines = []
+    if finished:
+        lines += [
+            f"warning: {len(finished)} finished job(s) no longer match what the profile computes now; they "
+            "are kept, so the tables would mix their old results with new ones:",
+            *(f"  {job_id}: {why} (delete {by_id[job_id].output})" for job_id, why in finished.items()),
+        ]
+    if interrupted:
+        lines += [
+            f"error: {len(interrupted)} interrupted job(s) left a checkpoint made from other inputs than the "
+            "profile now gives; resuming would continue that old run, so they fail (checkpoint kept) and "
+            "whatever needs them is skipped:",
+            *(f"  {job_id}: {why} (delete {by_id[job_id].output})" for job_id, why in interrupted.items()),
+        ]
+    if lines:
+        lines.append(
+            "Add --redo-stale to reproduce (or evaluate) to delete and redo exactly these jobs from scratch, "
+            "or delete the paths listed yourself and run it again."
+        )
+    return lines
 
 
 class OutputLock:
@@ -332,12 +354,23 @@ class Runner:
         return RunResult({job_id: s for job_id, s in self.status.items()})
 
     def _handle_stale(self) -> None:
-        """Warns about the stale jobs, or with `redo_stale` deletes their output and runs them again (from
-        scratch: the `--resume` the graph builder added for a now deleted checkpoint is dropped)."""
+        """Warns about the stale jobs and fails the stale resumable ones (`stale_jobs`), or with
+        `redo_stale` deletes their output and runs them again from scratch (the `--resume` the graph
+        builder added for a now deleted checkpoint is dropped)."""
         stale = stale_jobs(list(self.jobs.values()), self.state.jobs)
         if not self.redo_stale:
             for line in stale_warning(stale, list(self.jobs.values())):
                 self.echo(line)
+            for job_id, reason in stale.items():
+                job = self.jobs[job_id]
+                if resumable(job):
+                    self.status[job_id] = "failed"
+                    self.state.update(
+                        job_id,
+                        status="failed",
+                        error_tail=f"not resumed: its checkpoint is stale ({reason}); --redo-stale restarts "
+                        f"it from scratch, or delete {job.output}",
+                    )
             return
         for job_id, reason in stale.items():
             job = self.jobs[job_id]

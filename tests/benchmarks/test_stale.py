@@ -161,3 +161,57 @@ def test_plan_lists_stale_jobs_and_reproduce_redo_stale_redoes_them(tmp_path, mo
     assert cli.main(["reproduce", *argv, "--redo-stale"]) == 0
     assert len(calls(counter)) == before + 3
     assert "redo pretrain/densecl_coco (made by another command" in capsys.readouterr().out
+
+
+def _interrupt_cell(profile, state: StateFile, counter) -> tuple[list[Job], str]:
+    """Turns the finished DenseCL cell into one interrupted with a checkpoint left; returns the graph the
+    next run builds (the cell now carries `--resume`) and the cell's id."""
+    cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
+    (cell / "metrics.json").unlink()
+    (cell / "last_checkpoint").write_text("model_0000003.pth")
+    cell_id = "cell/table1/voc_det/densecl_coco/seed0"
+    state.update(cell_id, status="interrupted")
+    jobs = build_graph(profile, SELECTION, ResumingCommands(counter))
+    assert "--resume" in next(job for job in jobs if job.id == cell_id).argv
+    return jobs, cell_id
+
+
+def test_interrupted_job_with_a_changed_command_is_not_resumed_until_redone(tmp_path):
+    profile = load_profile("smoke", settings(tmp_path))
+    counter = tmp_path / "calls.txt"
+    state = StateFile(profile.output_dir / "state.json")
+    assert Runner(build_graph(profile, SELECTION, FakeCommands(counter)), state, LocalExecutor()).run().ok
+    jobs, cell_id = _interrupt_cell(profile, state, counter)
+    state.update(cell_id, argv=["python", "-m", "transfer.train_net", "SOLVER.BASE_LR", "0.5"])
+    assert stale_jobs(jobs, state.jobs) == {cell_id: "made by another command than the profile now gives"}
+    before = calls(counter)
+
+    lines = []
+    result = Runner(jobs, StateFile(state.path), LocalExecutor(), echo=lines.append).run()
+    assert result.ids("failed") == [cell_id] and calls(counter) == before
+    assert any(line.startswith("error: 1 interrupted job(s) left a checkpoint") for line in lines)
+    record = StateFile(state.path).jobs[cell_id]
+    assert record["status"] == "failed" and "not resumed: its checkpoint is stale" in record["error_tail"]
+    cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
+    assert (cell / "last_checkpoint").exists()  # kept: only --redo-stale or the user deletes it
+
+    state = StateFile(state.path)
+    assert Runner(jobs, state, LocalExecutor(), echo=lambda _: None, redo_stale=True).run().ok
+    assert calls(counter)[len(before) :] == ["cell/voc_det/densecl_coco/seed0"]
+    assert not (cell / "last_checkpoint").exists() and "--resume" not in state.jobs[cell_id]["argv"]
+
+
+def test_interrupted_job_is_restarted_when_redo_stale_redoes_its_dependency(tmp_path):
+    profile = load_profile("smoke", settings(tmp_path))
+    counter = tmp_path / "calls.txt"
+    state = StateFile(profile.output_dir / "state.json")
+    assert Runner(build_graph(profile, SELECTION, FakeCommands(counter)), state, LocalExecutor()).run().ok
+    jobs, cell_id = _interrupt_cell(profile, state, counter)
+    pretrain_argv = ["python", "-m", "pretrain.train_net", "SOLVER.MAX_ITERS", "9"]
+    state.update("pretrain/densecl_coco", argv=pretrain_argv)
+    assert stale_jobs(jobs, state.jobs)[cell_id] == "needs convert/densecl_coco, which is stale"
+
+    state = StateFile(state.path)
+    assert Runner(jobs, state, LocalExecutor(), echo=lambda _: None, redo_stale=True).run().ok
+    cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
+    assert not (cell / "last_checkpoint").exists() and "--resume" not in state.jobs[cell_id]["argv"]
