@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Calls `write(tmp_path)` for a temporary path beside `path`, then renames it onto `path`.
 
     A reader never sees a half-written file; on error the temporary file is removed and `path` is
-    left untouched.
+    left untouched. The file gets the permissions of a plain write (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies (mkstemp: 0600)
     try:
         write(Path(tmp))
         os.replace(tmp, path)

@@ -8,7 +8,7 @@ numpy arrays and plain containers.
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -115,10 +115,12 @@ def load_weight_pickle(path: str | Path) -> dict:
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path` (removed on error)."""
+    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path` (removed on error).
+    The file gets the permissions of a plain write (0666 less the umask), so a shared run is readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -20,8 +20,9 @@ from transfer.errors import TransferError
 
 _CONVERT_HINT = "Convert a ResNet checkpoint with `python -m transfer.convert IN OUT.pkl` and pass OUT.pkl."
 # `__author__` of Detectron2 weight pickles that hold a torchvision-layout ResNet: ours (transfer.convert),
-# Detectron2's tools/convert-torchvision-to-d2.py, and the MoCo/DenseCL conversion scripts.
-TORCHVISION_LAYOUT_AUTHORS = {"densebench", "torchvision", "MOCO"}
+# Detectron2's tools/convert-torchvision-to-d2.py, MoCo's and DenseCL's (written by OpenSelfSup's script)
+# detection conversion scripts.
+TORCHVISION_LAYOUT_AUTHORS = {"densebench", "torchvision", "MOCO", "OpenSelfSup"}
 # The input a torchvision-layout ResNet expects (PROTOCOLS.md "Conversion"; the `*_ssl.yaml` configs):
 # RGB, torchvision's ImageNet mean/std in 0-255, the stride-2 conv of a bottleneck in its 3x3 conv.
 TORCHVISION_INPUT = {

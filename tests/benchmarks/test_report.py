@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -149,3 +150,13 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table1.md"]  # no temporary file left behind
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    """Not mkstemp's owner-only 0600: colleagues on a shared cluster read the results."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "results.csv", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "results.csv").stat().st_mode & 0o777 == 0o644

@@ -117,3 +117,20 @@ def test_random_init_and_other_authors_pickles_keep_any_input_format(tmp_path, c
         str(tmp_path / "zoo.pkl"),
         "",
     )
+
+
+def test_densecl_repos_own_conversion_needs_the_torchvision_input(tmp_path, converted_r18):
+    """DenseCL's benchmarks/detection/convert-pretrain-to-detectron2.py writes `__author__` OpenSelfSup."""
+    with open(converted_r18, "rb") as f:
+        densecl = pickle.load(f) | {"__author__": "OpenSelfSup"}
+    with open(tmp_path / "densecl.pkl", "wb") as f:
+        pickle.dump(densecl, f)
+    with pytest.raises(TransferError, match="a weight pickle written by 'OpenSelfSup'"):
+        resolve_weights(_cfg(BGR_CONFIG, tmp_path / "densecl.pkl", tmp_path))
+
+
+def test_converted_weights_get_the_permissions_of_a_plain_write(converted_r18):
+    """Not mkstemp's owner-only 0600: a shared weights directory stays readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert converted_r18.stat().st_mode & 0o777 == 0o666 & ~umask
