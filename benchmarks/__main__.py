@@ -129,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmarks.custom_rows import custom_row
     from benchmarks.evaluate import checkpoint_depth, estimate
     from benchmarks.experiments import ABLATIONS_BY_NAME
-    from benchmarks.runner import StateFile, now_iso
+    from benchmarks.runner import OutputLock, StateFile, now_iso
     from pretrain.checkpoint import file_sha256
 
     profile = load_profile(args.profile, args.set)
@@ -165,7 +165,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if replace:
         echo(f"--force: {args.name} now means this checkpoint; the old one's weights and cells are redone")
     if not args.dry_run:
-        removed = registry.register(args.name, checkpoint, sha256, depth, now_iso(), replace)
+        with OutputLock(profile.output_dir):  # not while another run trains into what --force deletes
+            removed = registry.register(args.name, checkpoint, sha256, depth, now_iso(), replace)
         for path in removed:
             echo(f"  removed {path}")
     jobs = _graph(args, profile, matrix)
@@ -252,12 +253,12 @@ def _report(profile: Profile) -> list[str]:
     state = StateFile(profile.output_dir / "state.json")
     matrix = _matrix(profile)
     long = collect(profile.name, profile.output_dir, state.jobs, git_revision(), matrix.rows)
-    if long.empty:
-        echo(f"no finished cells under {profile.output_dir}; nothing to report")
-        return []
     context = ReportContext(profile.name, profile.scaled, profile.description)
     views = list(matrix.views.values())
     summary = build_report(long, read_reference(REFERENCE_CSV), profile.results_dir, context, views)
+    if long.empty:
+        echo(f"no finished cells under {profile.output_dir}; nothing to report")
+        return []
     echo(
         f"\nresults in {profile.results_dir}/ (results.csv, <table>.csv|md|png)"
         + (" - scaled profile: numbers not comparable to the paper" if profile.scaled else "")

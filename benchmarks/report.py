@@ -314,14 +314,25 @@ def build_report(
     """Writes results.csv and, per table with results, <table>.{csv,md,png}; returns the summary lines.
 
     `views` are the tables to consider (default: Tables 1-3 with the paper's rows; the CLI passes every
-    table of the profile's `Matrix`)."""
+    table of the profile's `Matrix`). What an earlier report wrote for results that no longer exist (cells
+    deleted to redo them) is removed, so no file shows numbers the run directories do not hold."""
     results_dir = Path(results_dir)
-    write_csv(long, results_dir / "results.csv")
+    views = views if views is not None else [TableView(t, ROWS) for t in TABLES]
+    if long.empty:
+        (results_dir / "results.csv").unlink(missing_ok=True)
+    else:
+        write_csv(long, results_dir / "results.csv")
     summary = []
-    for view in views if views is not None else [TableView(t, ROWS) for t in TABLES]:
+    for view in views:
         table = view.table
-        wide = wide_table(long, reference, table, context.scaled, view.rows, with_paper=view.ablation is None)
+        wide = pd.DataFrame()
+        if not long.empty:
+            wide = wide_table(
+                long, reference, table, context.scaled, view.rows, with_paper=view.ablation is None
+            )
         if wide.empty or not _has_results(view, wide):
+            for suffix in (".csv", ".md", ".png"):
+                (results_dir / f"{table.name}{suffix}").unlink(missing_ok=True)
             continue
         write_csv(wide.round(4), results_dir / f"{table.name}.csv")
         atomic_write_text(results_dir / f"{table.name}.md", markdown(table, wide, context, view))
@@ -332,4 +343,6 @@ def build_report(
         atomic_write_text(
             results_dir / "summary.md", f"# Summary{scaled}\n\n" + "\n".join(f"- {s}" for s in summary) + "\n"
         )
+    else:
+        (results_dir / "summary.md").unlink(missing_ok=True)
     return summary

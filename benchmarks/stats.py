@@ -90,10 +90,13 @@ def row_tests(
 ) -> tuple[str | None, dict[str, tuple[float, float]]]:
     """p-values (compare_p) of every row against the `reference` row and against the best row.
 
-    `values` maps row key -> {seed: value} (rows without trials are skipped). Returns the best row's key
-    (highest mean) and, per row, (p vs reference, p vs best); NaN where not tested or the row itself.
+    `values` maps row key -> {seed: value}. Non-finite values (Detectron2 reports NaN AP for a model that
+    predicted nothing) are left out, as the tables' pandas means leave them out; rows without a finite
+    trial are skipped. Returns the best row's key (highest mean) and, per row, (p vs reference, p vs best);
+    NaN where not tested or the row itself.
     """
-    done = {key: dict(v) for key, v in values.items() if len(v)}
+    finite = {key: {seed: x for seed, x in v.items() if math.isfinite(x)} for key, v in values.items()}
+    done = {key: v for key, v in finite.items() if v}
     if not done:
         return None, {}
     best = max(done, key=lambda key: sum(done[key].values()) / len(done[key]))

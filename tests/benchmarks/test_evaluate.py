@@ -18,6 +18,7 @@ from benchmarks.custom_rows import custom_row
 from benchmarks.jobs import Selection, build_graph
 from benchmarks.matrix import Matrix
 from benchmarks.profile import load_profile
+from benchmarks.runner import OutputLock
 from transfer.resnet_layout import expected_backbone_shapes
 
 
@@ -119,6 +120,20 @@ def test_another_checkpoint_under_a_name_needs_force(tmp_path, monkeypatch, caps
     assert calls(tmp_path / "calls.txt").count("convert/mine") == 2
     record = json.loads((tmp_path / "out" / "custom_rows.json").read_text())["rows"]["mine"]
     assert record["checkpoint"] == str(second)
+
+
+def test_force_deletes_nothing_while_another_run_holds_the_output(tmp_path, monkeypatch, capsys):
+    first, second = _torchvision_checkpoint(tmp_path / "a.pth"), _torchvision_checkpoint(tmp_path / "b.pth")
+    args = ["evaluate", "--name", "mine", "--tables", "1", "--checkpoint"]
+    assert _run(tmp_path, monkeypatch, *args, str(first)) == 0
+    cell = tmp_path / "out" / "table1" / "voc_det" / "mine" / "seed0" / "metrics.json"
+    stamp = cell.stat().st_mtime_ns
+    capsys.readouterr()
+    with OutputLock(tmp_path / "out"):  # e.g. a reproduce still training this row's cells
+        assert _run(tmp_path, monkeypatch, *args, str(second), "--force") == 2
+    assert "is in use by another run" in capsys.readouterr().err and cell.stat().st_mtime_ns == stamp
+    record = json.loads((tmp_path / "out" / "custom_rows.json").read_text())["rows"]["mine"]
+    assert record["checkpoint"] == str(first)
 
 
 def test_r50_under_the_r18_profile_switches_depth_and_estimates_time_first(tmp_path, monkeypatch, capsys):

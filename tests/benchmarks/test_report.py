@@ -110,6 +110,14 @@ def test_build_report_writes_every_file(tmp_path):
     assert any("random init not run" in line for line in summary)
 
 
+def test_report_removes_what_no_longer_has_results(tmp_path):
+    build_report(LONG, REFERENCE, tmp_path, ReportContext("paper", False))
+    build_report(LONG[LONG["table"] != "table2"], REFERENCE, tmp_path, ReportContext("paper", False))
+    assert not any(tmp_path.glob("table2.*")) and (tmp_path / "table1.md").exists()
+    build_report(LONG.iloc[:0], REFERENCE, tmp_path, ReportContext("paper", False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_collect_reads_cells_and_job_info(tmp_path):
     run = tmp_path / "table3" / "voc_sem_seg" / "densecl_coco" / "seed2"
     run.mkdir(parents=True)

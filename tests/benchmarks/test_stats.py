@@ -9,7 +9,7 @@ import pytest
 from benchmarks.collect import LONG_COLUMNS, read_reference
 from benchmarks.experiments import ALL_TABLES
 from benchmarks.report import ReportContext, markdown, summarise, wide_table
-from benchmarks.stats import compare_p, difference, paired_p, significant, welch_p
+from benchmarks.stats import compare_p, difference, paired_p, row_tests, significant, welch_p
 
 REFERENCE = read_reference(Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv")
 AP = "AP (VOC, COCO-style 0.50:0.95, 11-point)"
@@ -177,3 +177,15 @@ def test_markdown_says_when_nothing_is_tested():
     wide = wide_table(one_seed, REFERENCE, ALL_TABLES["table1"], scaled=True)
     text = markdown(ALL_TABLES["table1"], wide, ReportContext("tiny", True))
     assert "no difference is tested" in text and "†" not in text.split("Significance")[0]
+
+
+def test_a_nan_trial_is_left_out_of_the_tests_not_spread_over_the_row():
+    """Detectron2 reports NaN AP when a model predicts nothing; it must not become the "best" row."""
+    values = {
+        "random": {0: 10.0, 1: 11.0, 2: 12.0},
+        "mocov2_coco": {0: math.nan, 1: 30.0, 2: 31.0, 3: 29.0},
+        "densecl_coco": {0: math.nan},
+    }
+    best, tests = row_tests(values, "random")
+    assert best == "mocov2_coco" and set(tests) == {"random", "mocov2_coco"}
+    assert tests["random"][1] == pytest.approx(welch_p([10.0, 11.0, 12.0], [30.0, 31.0, 29.0]))
