@@ -120,7 +120,8 @@ class Profile:
     def backbone_depth(self) -> int:
         """ResNet depth of the fine-tuned backbones: `transfer.overrides` MODEL.RESNETS.DEPTH, else the
         protocol's 50 (the `_ssl` configs are R-50)."""
-        return int((self.raw.get("transfer") or {}).get("overrides", {}).get("MODEL.RESNETS.DEPTH", 50))
+        overrides = (self.raw.get("transfer") or {}).get("overrides") or {}
+        return int(overrides.get("MODEL.RESNETS.DEPTH", 50))
 
     @property
     def data_root(self) -> Path | None:
@@ -182,7 +183,16 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("_BASE_", None)
     if base is None:
         return data
-    base_path = path.parent / base if (path.parent / base).is_file() else resolve_profile_path(base)
+    if (path.parent / str(base)).is_file():
+        base_path = path.parent / str(base)
+    else:
+        try:
+            base_path = resolve_profile_path(str(base))
+        except BenchmarkError as exc:
+            raise BenchmarkError(
+                f"Profile {path}: _BASE_ {base!r} is neither a file beside it ({path.parent / str(base)}) "
+                f"nor a built-in profile. {exc}"
+            ) from exc
     merged = _read_yaml(base_path, (*seen, path.resolve()))
     merged["name"] = path.stem  # an inheriting file is its own profile (own output/ and results/ dirs)
     _deep_merge(merged, data)
@@ -223,7 +233,13 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str], source: str = "
                 f"{source} {assignment!r} is not of the form key=value, e.g. "
                 "tasks.voc_det.overrides.SOLVER.MAX_ITER=200 or supervised_checkpoint=/path/r50.pth."
             )
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as exc:
+            raise BenchmarkError(
+                f"{source} {assignment!r}: the value {text!r} is not valid YAML ({exc}). Quote it to set a "
+                "string (key='\"text\"'), or fix the list/mapping, e.g. SOLVER.STEPS=[150,180]."
+            ) from exc
         node, keys, parts, path = result, PROFILE_KEYS, key.split("."), []
         while True:
             head, rest = _split_key(parts) if keys is FREE else (parts[0], parts[1:])
@@ -260,6 +276,15 @@ def _require(raw: dict[str, Any], key: str, where: str) -> Any:
     if key not in raw:
         raise BenchmarkError(f"Profile {where} lacks the required key {key!r}; add it (see tiny.yaml).")
     return raw[key]
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A profile section: a mapping, or empty (left blank in the YAML)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BenchmarkError(f"Profile {where}: expected a mapping of keys to values, got {value!r}.")
+    return value
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -346,24 +371,27 @@ def _calibration(spec: Any, where: str) -> dict[str, float]:
 def build_profile(raw: dict[str, Any], source: str) -> Profile:
     """Validates a merged profile mapping and turns it into a `Profile`."""
     name = str(raw.get("name") or Path(source).stem)
-    data = _require(raw, "data", source)
-    pretrain = _require(raw, "pretrain", source)
-    common_pre = dict(pretrain.get("overrides") or {})
+    data = _mapping(_require(raw, "data", source), f"{source} data")
+    pretrain = _mapping(_require(raw, "pretrain", source), f"{source} pretrain")
+    common_pre = dict(_mapping(pretrain.get("overrides"), f"{source} pretrain.overrides"))
     runs = {}
-    for key, spec in (pretrain.get("runs") or {}).items():
+    for key, spec in _mapping(pretrain.get("runs"), f"{source} pretrain.runs").items():
         if key not in ROWS_BY_KEY or not ROWS_BY_KEY[key].needs_weights:
             raise BenchmarkError(
                 f"Profile {source}: pretrain run {key!r} is not a pretrained row; expected one of "
                 f"{sorted(k for k, r in ROWS_BY_KEY.items() if r.needs_weights)}."
             )
+        where = f"{source} pretrain.runs.{key}"
+        spec = _mapping(spec, where)
         runs[key] = PretrainRun(
             key,
-            str(_require(spec, "config", f"{source} pretrain.runs.{key}")),
-            {**common_pre, **(spec.get("overrides") or {})},
+            str(_require(spec, "config", where)),
+            {**common_pre, **_mapping(spec.get("overrides"), f"{where}.overrides")},
         )
-    common_tr = dict((raw.get("transfer") or {}).get("overrides") or {})
+    transfer = _mapping(raw.get("transfer"), f"{source} transfer")
+    common_tr = dict(_mapping(transfer.get("overrides"), f"{source} transfer.overrides"))
     tasks = {}
-    for task_name, spec in (_require(raw, "tasks", source) or {}).items():
+    for task_name, spec in _mapping(_require(raw, "tasks", source), f"{source} tasks").items():
         where = f"{source} tasks.{task_name}"
         if task_name not in TASKS or TASKS[task_name].entry != "transfer":
             raise BenchmarkError(

@@ -235,8 +235,9 @@ class StateFile:
             return json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:
             raise BenchmarkError(
-                f"State file {self.path} is not valid JSON ({exc}). It only records history (job "
-                "markers decide what is done): delete it and run the same command again."
+                f"State file {self.path} is not valid JSON ({exc}). Job markers decide what is done, so "
+                "deleting it and running the same command again redoes nothing; but it also records the "
+                "command each job ran with, so stale jobs made before the deletion can no longer be told."
             ) from exc
 
     def reload(self) -> None:

@@ -98,6 +98,34 @@ def test_set_typos_are_refused_with_the_key(bad):
         apply_overrides(load_profile("tiny").raw, [bad])
 
 
+def test_set_value_that_is_not_yaml_names_the_item():
+    with pytest.raises(BenchmarkError, match=r"--set 'tasks.voc_det.overrides.SOLVER.STEPS=\[100,200'"):
+        load_profile("tiny", ["tasks.voc_det.overrides.SOLVER.STEPS=[100,200"])
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("pretrain:\n  runs:\n    densecl_coco:\n", "pretrain.runs.densecl_coco lacks the required key"),
+        ("pretrain:\n  runs:\n    densecl_coco: x.yaml\n", "pretrain.runs.densecl_coco: expected a mapping"),
+        ("tasks: [voc_det]\n", "tasks: expected a mapping"),
+        ("_BASE_: nowhere.yaml\n", "_BASE_ 'nowhere.yaml' is neither a file beside it"),
+    ],
+)
+def test_blank_or_misshapen_sections_are_refused_naming_the_file(tmp_path, text, where):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text if text.startswith("_BASE_") else "_BASE_: tiny\n" + text)
+    with pytest.raises(BenchmarkError, match=f"Profile {path}") as error:
+        load_profile(str(path))
+    assert where in str(error.value)
+
+
+def test_blank_transfer_overrides_mean_the_protocol_depth(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("_BASE_: tiny\ntransfer:\n  overrides:\n")
+    assert load_profile(str(path)).backbone_depth == 50
+
+
 def test_set_typo_names_the_key_path_and_the_known_keys():
     with pytest.raises(BenchmarkError) as error:
         load_profile("tiny", ["tasks.voc_det.overide.SOLVER.MAX_ITER=7"])
