@@ -31,14 +31,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path) -> dict:
-    """A checkpoint dict, loaded with weights_only=True (tensors and plain Python types only)."""
+RESUME_FIX = "delete it to start over, or point OUTPUT_DIR at the run you want to resume"
+
+
+def load(path: Path, fix: str = RESUME_FIX) -> dict:
+    """A checkpoint dict, loaded with weights_only=True (tensors and plain Python types only); `fix` ends
+    the error message of a file that cannot be loaded (the default suits a resume)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise PretrainError(
-            f"cannot load checkpoint {path}: {e}. Expected a file written by pretrain.train_net; delete it "
-            "to start over, or point OUTPUT_DIR at the run you want to resume."
+            f"cannot load checkpoint {path}: {e}. Expected a file written by pretrain.train_net; {fix}."
         ) from e
 
 

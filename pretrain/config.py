@@ -6,6 +6,7 @@ Defaults are the DenseCL / MoCo-v2 ImageNet protocol (PROTOCOLS.md): ResNet-50, 
 import os
 from pathlib import Path
 
+import yaml
 from fvcore.common.config import CfgNode as CN  # noqa: N817 (yacs CfgNode + `_BASE_` inheritance)
 
 from transfer.wandb_logging import add_wandb_config
@@ -109,7 +110,9 @@ def merge_config(cfg: CN, config_file: str | None, opts: list[str], schema: str,
         cfg.set_new_allowed(False)
         try:
             cfg.merge_from_file(config_file)
-        except (KeyError, ValueError, AssertionError) as e:
+        except yaml.YAMLError as e:
+            raise PretrainError(f"config file {config_file} is not valid YAML ({e}); fix the syntax.") from e
+        except (KeyError, ValueError, AssertionError, OSError) as e:
             raise PretrainError(
                 f"config file {config_file} is invalid: {e}. Keys must exist in {schema}."
             ) from e
@@ -125,6 +128,12 @@ def merge_config(cfg: CN, config_file: str | None, opts: list[str], schema: str,
 def load_cfg(config_file: str | None, opts: list[str]) -> CN:
     """Defaults <- YAML (with `_BASE_` inheritance) <- `KEY VALUE` overrides; frozen."""
     cfg = merge_config(get_cfg(), config_file, opts, "pretrain/config.py", "pretrain/configs/*.yaml")
+    if cfg.SOLVER.LOG_PERIOD < 1 or cfg.SOLVER.CHECKPOINT_ITERS < 0:
+        raise PretrainError(
+            f"SOLVER.LOG_PERIOD must be >= 1 and SOLVER.CHECKPOINT_ITERS >= 0 (0: none), got "
+            f"{cfg.SOLVER.LOG_PERIOD} and {cfg.SOLVER.CHECKPOINT_ITERS} from {config_file or 'the defaults'}"
+            f" with overrides {opts}; fix the value there."
+        )
     cfg.freeze()
     return cfg
 

@@ -218,7 +218,10 @@ class Trainer:
                 f"checkpoint {path} does not fit this config ({e}). It was written with another method, "
                 "architecture or head size; use a fresh OUTPUT_DIR or the config it was trained with."
             ) from e
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"] or not self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        else:  # saved without fp16 loss scaling (bfloat16, CPU): the scale starts afresh
+            self.logger.info("checkpoint %s has no fp16 loss-scaler state; starting a new scaler", path)
         checkpoint.set_rng_state(ckpt["rng"], self.device)
         self.logger.info("resumed from %s: epoch %d, iteration %d", path, ckpt["epoch"], ckpt["iteration"])
         return int(ckpt["iteration"])

@@ -31,7 +31,7 @@ PREFIX = "encoder_q.backbone."
 
 def load_backbone(path: Path) -> tuple[ResNetTrunk, dict]:
     """The query backbone of a densecl/mocov2 model_final.pth, in eval mode."""
-    ckpt = checkpoint.load(path)
+    ckpt = checkpoint.load(path, fix="pass the model_final.pth of a finished densecl or mocov2 run")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
         raise PretrainError(f"{path} is not a model_final.pth (expected keys 'state_dict' and 'meta').")
     meta = ckpt["meta"]
@@ -47,7 +47,7 @@ def load_backbone(path: Path) -> tuple[ResNetTrunk, dict]:
     except (KeyError, ValueError, RuntimeError) as e:
         raise PretrainError(
             f"{path}: its meta 'arch' ({meta.get('arch')!r}) and '{PREFIX}*' weights do not make a ResNet "
-            f"trunk ({e}). Expected a model_final.pth written by pretrain.train_net for a resnet18/34/50."
+            f"trunk ({e}). Expected a model_final.pth written by pretrain.train_net for a torchvision ResNet."
         ) from e
     return backbone.eval(), meta
 

@@ -51,13 +51,21 @@ def drift(run_dir: Path) -> dict[str, tuple[float, float]]:
         if not path.is_file():
             raise PretrainError(f"{path} does not exist; expected a finished pretrain.train_net OUTPUT_DIR.")
     cfg = load_cfg(str(config), [])
-    trained = checkpoint.load(final)["state_dict"]
+    ckpt = checkpoint.load(final, fix="pass the OUTPUT_DIR of a finished run")
+    if "state_dict" not in ckpt:
+        raise PretrainError(f"{final} has no 'state_dict'; expected a model_final.pth of pretrain.train_net")
+    trained = ckpt["state_dict"]
     num_classes = trained["fc.weight"].shape[0] if "fc.weight" in trained else 0
     init = initial_state(cfg, num_classes)
     pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for key, weight in trained.items():
-        if is_backbone_conv(key, weight):
-            pairs.setdefault(stage(key), []).append((init[key].flatten().float(), weight.flatten().float()))
+        if not is_backbone_conv(key, weight):
+            continue
+        if key not in init or init[key].shape != weight.shape:
+            raise PretrainError(
+                f"{config} does not build the model saved in {final} ({key}); both must come from one run."
+            )
+        pairs.setdefault(stage(key), []).append((init[key].flatten().float(), weight.flatten().float()))
     out = {}
     for name in sorted(pairs, key=lambda s: (s != "stem", s)):
         w0 = torch.cat([a for a, _ in pairs[name]])

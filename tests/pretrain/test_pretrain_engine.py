@@ -186,11 +186,26 @@ def test_paper_recipes_match_protocol():
     assert inet.MODEL.DENSECL.GRID_SIZE == 7 and inet.SOLVER.WEIGHT_DECAY == 1e-4
 
 
-def test_bad_override_is_a_clear_error():
+def test_bad_override_is_a_clear_error(tmp_path):
     with pytest.raises(PretrainError, match=r"MODEL\.NOPE"):
         load_cfg("", ["MODEL.NOPE", "1"])
     with pytest.raises(PretrainError, match="does not exist"):
         load_cfg("missing.yaml", [])
+    (tmp_path / "broken.yaml").write_text("MODEL:\n  ARCH: [resnet50\n")
+    with pytest.raises(PretrainError, match=r"broken\.yaml is not valid YAML"):
+        load_cfg(str(tmp_path / "broken.yaml"), [])
+    with pytest.raises(PretrainError, match=r"SOLVER\.LOG_PERIOD must be >= 1"):
+        load_cfg("", ["SOLVER.LOG_PERIOD", "0"])
+
+
+def test_resume_into_fp16_from_a_run_without_loss_scaling(tiny_root, tmp_path, monkeypatch):
+    """A bfloat16 / CPU run saves an empty scaler state; resuming it with fp16 scaling starts a new scale."""
+    out = tmp_path / "scaler"
+    Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 1})).train()
+    scaler = torch.amp.GradScaler
+    monkeypatch.setattr(engine.torch.amp, "GradScaler", lambda *_, **__: scaler("cpu"))  # enabled
+    trainer = Trainer(run_cfg(tiny_root, out, **{"SOLVER.MAX_ITERS": 2}), resume=True)
+    assert trainer.start_iter == 1 and trainer.scaler.is_enabled()
 
 
 def test_resume_forgets_metrics_logged_after_the_checkpoint(tmp_path):

@@ -42,3 +42,14 @@ def test_a_directory_without_a_finished_run_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'config.yaml'} does not exist" in err and "finished pretrain.train_net" in err
+
+
+def test_a_checkpoint_that_is_not_a_final_model_is_a_clear_error(tmp_path, capsys):
+    cfg = tiny_cfg("densecl", **{"OUTPUT_DIR": str(tmp_path)})
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    torch.save({"model": {}, "iteration": 3}, tmp_path / "model_final.pth")  # a training state instead
+    assert main([str(tmp_path)]) == 2
+    assert "has no 'state_dict'; expected a model_final.pth" in capsys.readouterr().err
+    (tmp_path / "model_final.pth").write_bytes(b"not a checkpoint")
+    assert main([str(tmp_path)]) == 2
+    assert "pass the OUTPUT_DIR of a finished run" in capsys.readouterr().err
