@@ -81,8 +81,10 @@ def load_torch_checkpoint(path: str | Path) -> Mapping:
         raise TransferError(
             f"Checkpoint {path} needs full unpickling (it stores {_disallowed_object(exc)}, beyond tensors "
             "and plain containers). Unpickling can run arbitrary code, so it is refused. If you trust the "
-            "file, re-save only its tensors: "
-            "`torch.save(torch.load(IN, weights_only=False)['state_dict'], OUT)` and convert OUT."
+            "file, re-save only its tensors and convert OUT: for a dict, "
+            "`torch.save(torch.load(IN, weights_only=False)['state_dict'], OUT)` (or the key holding the "
+            "weights, e.g. 'model'); for a saved module, `torch.save(torch.load(IN, weights_only=False)"
+            ".state_dict(), OUT)`."
         ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
         raise TransferError(

@@ -14,6 +14,11 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # The total batch the protocol's BASE_LR was tuned for (the paper's). When SOLVER.IMS_PER_BATCH
     # differs, BASE_LR is scaled linearly (Goyal et al., 2017); 0 turns the scaling off.
     cfg.TRANSFER.REFERENCE_IMS_PER_BATCH = 0
+    # With that scaling, also stretch the schedule (MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD,
+    # TEST.EVAL_PERIOD) by reference / batch, so the run sees the protocol's number of epochs, as Goyal et
+    # al. do and Detectron2's SOLVER.REFERENCE_WORLD_SIZE does. Off: the iterations stay as configured, so
+    # a smaller batch trains on fewer images than the protocol (logged and recorded in metrics.json).
+    cfg.TRANSFER.SCALE_SCHEDULE = False
     # bfloat16 autocast of the training forward pass on CPU, where the CPU has native bfloat16
     # (AVX512-BF16 / AMX; else fp32, logged). Evaluation stays fp32. Detectron2's SOLVER.AMP is CUDA only.
     cfg.TRANSFER.AMP_CPU = False

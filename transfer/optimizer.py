@@ -10,6 +10,10 @@ Faster R-CNN 0.325 -> 0.307 s, VOC FCN 0.182 -> 0.178 s. The weights agree to th
 elements one rounding step apart (the vector tail of small tensors, e.g. a 21-class score bias;
 tests/transfer/test_optimizer.py), so a run differs from one with Detectron2's optimizer only as float noise
 does.
+
+Under CUDA AMP with gradient clipping the update stays Detectron2's foreach one: a fused optimizer takes
+the gradient scale into its kernel, so torch's GradScaler skips `unscale_` and Detectron2's clipping would
+clip gradients that are still scaled (a no-op).
 """
 
 import torch
@@ -17,7 +21,9 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 
 def build_fused_sgd(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD over `model`'s trainable parameters with Detectron2's groups and `cfg.SOLVER` settings, fused."""
+    """SGD over `model`'s trainable parameters with Detectron2's groups and `cfg.SOLVER` settings, fused
+    (foreach when CUDA AMP and gradient clipping are both on, see the module docstring)."""
+    fused = not (cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.CLIP_GRADIENTS.ENABLED)
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -31,6 +37,7 @@ def build_fused_sgd(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         momentum=cfg.SOLVER.MOMENTUM,
         nesterov=cfg.SOLVER.NESTEROV,
         weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-        fused=True,
+        fused=fused,
+        foreach=not fused,
     )
     return maybe_add_gradient_clipping(cfg, optimizer)

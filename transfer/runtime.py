@@ -61,10 +61,12 @@ def fall_back_to_bn(cfg, world_size: int) -> list[str]:
 
 
 def scale_learning_rate(cfg) -> dict:
-    """Linear scaling rule (Goyal et al., 2017): BASE_LR * IMS_PER_BATCH / TRANSFER.REFERENCE_IMS_PER_BATCH.
+    """Linear scaling rule (Goyal et al., 2017): BASE_LR * IMS_PER_BATCH / TRANSFER.REFERENCE_IMS_PER_BATCH,
+    and with TRANSFER.SCALE_SCHEDULE the iteration counts by the inverse ratio (the protocol's epochs).
 
-    Rewrites SOLVER.BASE_LR and sets the reference to the batch used, so the dumped config does not scale
-    again; returns the record stored in metrics.json.
+    Rewrites SOLVER.BASE_LR (and the schedule) and sets the reference to the batch used, so the dumped
+    config does not scale again; returns the record stored in metrics.json, whose `epochs_vs_protocol` is
+    the fraction of the protocol's training images the run sees.
     """
     reference, batch, base_lr = (
         cfg.TRANSFER.REFERENCE_IMS_PER_BATCH,
@@ -77,19 +79,43 @@ def scale_learning_rate(cfg) -> dict:
         "ims_per_batch": batch,
         "configured_base_lr": base_lr,
         "base_lr": base_lr,
+        "configured_max_iter": cfg.SOLVER.MAX_ITER,
+        "max_iter": cfg.SOLVER.MAX_ITER,
+        "epochs_vs_protocol": 1.0,
     }
-    if reference > 0 and batch != reference:
-        cfg.SOLVER.BASE_LR = base_lr * batch / reference
-        cfg.TRANSFER.REFERENCE_IMS_PER_BATCH = batch
-        record.update(
-            rule="linear: base_lr * ims_per_batch / reference_ims_per_batch", base_lr=cfg.SOLVER.BASE_LR
-        )
-        logger.warning(
-            f"Linear LR scaling: SOLVER.IMS_PER_BATCH {batch} != reference {reference}, "
-            f"SOLVER.BASE_LR {base_lr:g} -> {cfg.SOLVER.BASE_LR:g} (set TRANSFER.REFERENCE_IMS_PER_BATCH 0 "
-            "to turn the scaling off)"
-        )
+    if reference <= 0 or batch == reference:
+        return record
+    cfg.SOLVER.BASE_LR = base_lr * batch / reference
+    cfg.TRANSFER.REFERENCE_IMS_PER_BATCH = batch
+    schedule = "the schedule kept as configured"
+    if cfg.TRANSFER.SCALE_SCHEDULE:
+        _stretch_schedule(cfg, reference / batch)
+        schedule = f"the schedule stretched x{reference / batch:g} (SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER})"
+    epochs = cfg.SOLVER.MAX_ITER * batch / (record["configured_max_iter"] * reference)
+    record.update(
+        rule="linear: base_lr * ims_per_batch / reference_ims_per_batch"
+        + (", iterations * reference_ims_per_batch / ims_per_batch" if cfg.TRANSFER.SCALE_SCHEDULE else ""),
+        base_lr=cfg.SOLVER.BASE_LR,
+        max_iter=cfg.SOLVER.MAX_ITER,
+        epochs_vs_protocol=round(epochs, 4),
+    )
+    logger.warning(
+        f"Linear LR scaling: SOLVER.IMS_PER_BATCH {batch} != reference {reference}, "
+        f"SOLVER.BASE_LR {base_lr:g} -> {cfg.SOLVER.BASE_LR:g}, {schedule}: the run sees {epochs:.3g}x the "
+        "protocol's training images (TRANSFER.SCALE_SCHEDULE True keeps its epochs; "
+        "TRANSFER.REFERENCE_IMS_PER_BATCH 0 turns all scaling off)"
+    )
     return record
+
+
+def _stretch_schedule(cfg, factor: float) -> None:
+    """Multiplies every iteration count of the schedule by `factor` (periods of 0 stay off)."""
+    solver = cfg.SOLVER
+    solver.MAX_ITER = round(solver.MAX_ITER * factor)
+    solver.STEPS = tuple(round(step * factor) for step in solver.STEPS)
+    solver.WARMUP_ITERS = round(solver.WARMUP_ITERS * factor)
+    solver.CHECKPOINT_PERIOD = max(1, round(solver.CHECKPOINT_PERIOD * factor))
+    cfg.TEST.EVAL_PERIOD = round(cfg.TEST.EVAL_PERIOD * factor)
 
 
 def cpu_has_native_bf16() -> bool:

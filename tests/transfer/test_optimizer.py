@@ -49,6 +49,13 @@ def test_trainer_builds_the_fused_sgd():
     assert all(group["fused"] and not group["foreach"] for group in optimizer.param_groups)
 
 
+def test_amp_with_clipping_keeps_the_foreach_update_so_clipping_sees_unscaled_gradients():
+    cfg = _cfg("SOLVER.AMP.ENABLED", "True", "SOLVER.CLIP_GRADIENTS.ENABLED", "True")
+    optimizer = build_fused_sgd(cfg, torch.nn.Linear(2, 2))
+    assert all(group["foreach"] and not group["fused"] for group in optimizer.param_groups)
+    assert not getattr(optimizer, "_step_supports_amp_scaling", False)  # GradScaler unscales before the step
+
+
 @pytest.mark.parametrize("clip", [False, True])
 def test_same_groups_and_weights_as_detectron2s_sgd(clip):
     cfg = _cfg("SOLVER.CLIP_GRADIENTS.ENABLED", str(clip), "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "0.5")

@@ -168,5 +168,21 @@ def test_linear_lr_scaling_is_applied_once_and_recorded():
     assert pytest.approx(0.005) == cfg.SOLVER.BASE_LR and record["base_lr"] == pytest.approx(0.005)
     assert record["configured_base_lr"] == 0.02 and record["reference_ims_per_batch"] == 16
     assert scale_learning_rate(cfg)["rule"] == "none"  # the dumped config does not scale again
+    assert cfg.SOLVER.MAX_ITER == 24000 and record["epochs_vs_protocol"] == 0.25  # schedule kept
     off = make_cfg(str(CONFIGS / "pascal_voc_R_50_C4_24k.yaml"), "TRANSFER.REFERENCE_IMS_PER_BATCH", "0")
     assert scale_learning_rate(off)["rule"] == "none" and off.SOLVER.BASE_LR == 0.02
+
+
+def test_scale_schedule_keeps_the_protocols_epochs():
+    cfg = make_cfg(
+        str(CONFIGS / "pascal_voc_R_50_C4_24k.yaml"),
+        "SOLVER.IMS_PER_BATCH",
+        "4",
+        "TRANSFER.SCALE_SCHEDULE",
+        "True",
+    )
+    record = scale_learning_rate(cfg)
+    assert pytest.approx(0.005) == cfg.SOLVER.BASE_LR and cfg.SOLVER.MAX_ITER == 96000
+    assert tuple(cfg.SOLVER.STEPS) == (72000, 88000) and cfg.SOLVER.WARMUP_ITERS == 400
+    assert record["max_iter"] == 96000 and record["epochs_vs_protocol"] == 1.0
+    assert scale_learning_rate(cfg)["max_iter"] == 96000  # the dumped config does not stretch again
