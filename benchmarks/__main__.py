@@ -54,9 +54,22 @@ def _matrix(profile: Profile) -> Matrix:
     return Matrix(profile, CustomRows(profile.output_dir).rows())
 
 
+def _resolve_launch(args: argparse.Namespace, profile: Profile) -> None:
+    """Fills --executor and --num-gpus when not given: local with the profile's GPUs, except that a dry run
+    (`plan`) plans like the last run recorded in state.json. Its commands (GPU count, launcher) then equal
+    that run's, so they are not reported stale because this machine, e.g. a GPU-less login node, has no
+    GPUs."""
+    from benchmarks.runner import StateFile
+
+    recorded = StateFile(profile.output_dir / "state.json").launch if args.dry_run else {}
+    if args.executor is None:
+        args.executor = recorded.get("executor", "local")
+    if args.num_gpus is None:
+        args.num_gpus = recorded.get("num_gpus", profile.num_gpus)
+
+
 def _graph(args: argparse.Namespace, profile: Profile, matrix: Matrix) -> list[Job]:
-    requested = args.num_gpus if args.num_gpus is not None else profile.num_gpus
-    commands = CommandBuilder(num_gpus=effective_gpus(requested, args.executor))
+    commands = CommandBuilder(num_gpus=effective_gpus(args.num_gpus, args.executor))
     jobs = build_graph(profile, _selection(args), commands, matrix)
     return log_to_wandb(jobs, args.wandb, profile.name) if args.wandb else jobs
 
@@ -84,6 +97,7 @@ def print_plan(profile: Profile, jobs: list[Job]) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.set)
+    _resolve_launch(args, profile)
     matrix = _matrix(profile)
     jobs = _graph(args, profile, matrix)
     problems = preflight(profile, _selection(args), matrix)
@@ -133,6 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pretrain.checkpoint import file_sha256
 
     profile = load_profile(args.profile, args.set)
+    _resolve_launch(args, profile)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise BenchmarkError(
@@ -226,7 +241,9 @@ def _execute(
     logs = profile.output_dir / "logs"
     echo(f"profile {profile.name}: {len(jobs)} jobs, state in {state.path}, logs in {logs}")
     redo = args.redo_stale
-    result = Runner(jobs, state, executor, args.jobs, echo=echo, expected=expected, redo_stale=redo).run()
+    launch = {"executor": args.executor, "num_gpus": args.num_gpus}
+    runner = Runner(jobs, state, executor, args.jobs, echo=echo, expected=expected, redo_stale=redo)
+    result = runner.run(launch)
     _report(profile)
     peaks = {job.id: state.jobs.get(job.id, {}).get("peak_rss_mb") for job in jobs}
     measured = {job_id: mb for job_id, mb in peaks.items() if mb is not None}

@@ -69,7 +69,13 @@ def _add_selection(parser: argparse.ArgumentParser, tables: tuple[str, ...] = ("
     )
     parser.add_argument("--seeds", type=int, default=None, help="trials per cell (default: the profile's)")
     parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per job (default: the profile's)")
-    parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default=None,
+        help="where jobs run (default: local; `plan` and --dry-run default to the executor and GPU count "
+        "of the last run recorded in state.json, so a plan on a login node matches a SLURM run)",
+    )
     parser.add_argument(
         "--wandb",
         default="",

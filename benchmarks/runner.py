@@ -248,6 +248,11 @@ class StateFile:
     def jobs(self) -> dict[str, dict[str, Any]]:
         return self.data["jobs"]
 
+    @property
+    def launch(self) -> dict[str, Any]:
+        """How the last run started its jobs: {"executor": "local" | "slurm", "num_gpus": N} (or {})."""
+        return self.data.get("launch") or {}
+
     def update(self, job_id: str, **fields: Any) -> None:
         self.jobs.setdefault(job_id, {}).update(fields)
         self.data["updated_at"] = now_iso()
@@ -325,11 +330,15 @@ class Runner:
         self.log_start: dict[str, int] = {}  # job id -> size of its log when it started this time
         self.started = time.monotonic()
 
-    def run(self) -> RunResult:
+    def run(self, launch: dict[str, Any] | None = None) -> RunResult:
         """Runs until every job is done, failed or skipped; Ctrl-C/SIGTERM stops the running jobs.
-        Raises BenchmarkError at once when another run holds the output lock."""
+        `launch` (executor, GPUs per job) is recorded in state.json for `plan`. Raises BenchmarkError at
+        once when another run holds the output lock."""
         with OutputLock(self.state.path.parent):
             self.state.reload()
+            if launch:
+                self.state.data["launch"] = launch
+                atomic_write_json(self.state.path, self.state.data)
             return self._run_locked()
 
     def _run_locked(self) -> RunResult:

@@ -215,3 +215,22 @@ def test_interrupted_job_is_restarted_when_redo_stale_redoes_its_dependency(tmp_
     assert Runner(jobs, state, LocalExecutor(), echo=lambda _: None, redo_stale=True).run().ok
     cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
     assert not (cell / "last_checkpoint").exists() and "--resume" not in state.jobs[cell_id]["argv"]
+
+
+def test_plan_plans_like_the_recorded_run_so_a_login_node_sees_no_stale_jobs(tmp_path, monkeypatch, capsys):
+    """A SLURM run's commands have torchrun / --num-gpus; `plan` on a GPU-less node must build the same."""
+    built = []
+
+    def commands(num_gpus):
+        built.append(num_gpus)
+        return FakeCommands(tmp_path / "calls.txt")
+
+    monkeypatch.setattr(cli, "CommandBuilder", commands)
+    argv = ["--profile", "smoke", "--tables", "1", "--rows", "random", "--set", *settings(tmp_path)]
+    assert cli.main(["reproduce", *argv]) == 0
+    state = StateFile(tmp_path / "out" / "state.json")
+    assert state.launch == {"executor": "local", "num_gpus": 1}
+    state.data["launch"] = {"executor": "slurm", "num_gpus": 8}  # as `reproduce --executor slurm` leaves it
+    state.update("data/make", status="done")
+    assert cli.main(["plan", *argv]) == 0 and built[-1] == 8  # SLURM: the GPUs are the compute nodes'
+    assert cli.main(["plan", *argv, "--executor", "local"]) == 0 and built[-1] == 1  # no CUDA here
