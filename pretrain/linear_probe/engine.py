@@ -124,6 +124,22 @@ class LinearEvaluation:
             labels.append(target.to(self.device))
         return torch.cat(feats), torch.cat(labels)
 
+    def _extract_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kNN bank: L2-normalised pooled C5 features (N, C5), written batch by batch into one tensor,
+        in half precision on a GPU, and labels (N,). ImageNet's 1.28M x 2048 bank takes 5.2 GB instead of
+        a float32 list and its concatenation, then a normalised copy (a peak of ~21 GB)."""
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        size = len(self.datasets["bank"])
+        bank, labels, start = None, [], 0
+        for images, target in self._loader("bank", shuffle=False):
+            feats = F.normalize(self._features(images).float(), dim=1)  # (B, C5)
+            if bank is None:
+                bank = torch.empty(size, feats.shape[1], dtype=dtype, device=self.device)
+            bank[start : start + len(feats)] = feats
+            start += len(feats)
+            labels.append(target.to(self.device))
+        return bank[:start], torch.cat(labels)
+
     def train_classifier(self) -> int:
         """SOLVER.EPOCHS passes of SGD on the classifier; returns the number of iterations."""
         cfg = self.cfg
@@ -171,10 +187,17 @@ class LinearEvaluation:
         """Linear top-1/top-5 and kNN top-1 on the val split, in percent (top-5 capped at the class count)."""
         val_feats, val_labels = self._extract("val")  # (Nv, C5), (Nv,)
         top1, top5 = topk_accuracy(self.classifier.eval()(val_feats), val_labels, (1, 5))
-        bank_feats, bank_labels = self._extract("bank")  # (Nt, C5), (Nt,)
+        bank_feats, bank_labels = self._extract_bank()  # (Nt, C5) L2-normalised, (Nt,)
         knn = self.cfg.KNN
         scores = knn_class_scores(
-            val_feats, bank_feats, bank_labels, self.num_classes, knn.K, knn.TEMPERATURE, knn.CHUNK_SIZE
+            val_feats,
+            bank_feats,
+            bank_labels,
+            self.num_classes,
+            knn.K,
+            knn.TEMPERATURE,
+            knn.CHUNK_SIZE,
+            bank_is_normalized=True,
         )
         (knn_top1,) = topk_accuracy(scores, val_labels, (1,))
         return {"top1": top1, "top5": top5, "knn_top1": knn_top1}

@@ -18,17 +18,22 @@ def knn_class_scores(
     k: int = 20,
     temperature: float = 0.07,
     chunk_size: int = 256,
+    bank_is_normalized: bool = False,
 ) -> torch.Tensor:
     """Summed vote weights per class, (Q, num_classes).
 
-    query (Q, C) and bank (N, C) are L2-normalised here; bank_labels (N,) int64. k is capped at N.
-    Queries are processed `chunk_size` at a time, so memory is chunk_size x N, not Q x N.
+    query (Q, C) and bank (N, C) are L2-normalised here, unless `bank_is_normalized` says the bank already
+    is (then it is used as it is, in its own dtype, e.g. a float16 ImageNet bank that a normalised float32
+    copy would double); bank_labels (N,) int64. k is capped at N. Queries are processed `chunk_size` at a
+    time, so memory is chunk_size x N, not Q x N.
     """
-    query, bank = F.normalize(query.float(), dim=1), F.normalize(bank.float(), dim=1)
+    query = F.normalize(query.float(), dim=1)
+    if not bank_is_normalized:
+        bank = F.normalize(bank.float(), dim=1)
     k = min(k, bank.shape[0])
     scores = []
     for chunk in query.split(chunk_size):
-        sim = chunk @ bank.T  # (q, N) cosine similarities
+        sim = (chunk.to(bank.dtype) @ bank.T).float()  # (q, N) cosine similarities
         top_sim, top_idx = sim.topk(k, dim=1)  # (q, k)
         weights = (top_sim / temperature).exp()  # (q, k)
         votes = torch.zeros(chunk.shape[0], num_classes, device=query.device)
