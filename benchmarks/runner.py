@@ -350,12 +350,13 @@ class Runner:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         try:
             self._loop()
-        except KeyboardInterrupt:
+        except BaseException as exc:  # Ctrl-C, SIGTERM, or an executor error (e.g. sbatch refused)
             for job_id, (handle, _) in list(self.running.items()):
-                self.executor.cancel(handle)
+                self.executor.cancel(handle)  # never leave a SLURM job running that nothing tracks
                 self.state.update(job_id, status="interrupted", finished_at=now_iso())
+            cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {exc!r}"
             self.echo(
-                f"interrupted: {len(self.running)} running job(s) stopped; run the same command to resume"
+                f"{cause}: {len(self.running)} running job(s) stopped; run the same command to resume"
             )
             raise
         finally:
@@ -439,8 +440,8 @@ class Runner:
         self.log_start[job.id] = job.log.stat().st_size if job.log.exists() else 0
         try:
             handle = self.executor.start(job)
-        except OSError as exc:
-            self._fail(job, None, f"could not start {job.argv[0]}: {exc}", 0.0)
+        except Exception as exc:  # a missing interpreter (OSError), submitit's refused sbatch, ...
+            self._fail(job, None, f"could not start {job.argv[0]}: {exc!r}", 0.0)
             return
         self.running[job.id] = (handle, time.monotonic())
         self.status[job.id] = "running"

@@ -327,3 +327,52 @@ def test_paper_profile_refuses_without_datasets_but_plans(tmp_path, monkeypatch,
         assert err.startswith("error: Profile paper cannot run: The real datasets are missing")
         assert "'$DETECTRON2_DATASETS'" in err and "export DETECTRON2_DATASETS" in err and "check-data" in err
     assert not (tmp_path / "out").exists()
+
+
+class _RefusingExecutor(LocalExecutor):
+    """Refuses to start one job (as submitit does when sbatch fails) and can break while polling."""
+
+    def __init__(self, refuse: str = "", break_polling: bool = False):
+        super().__init__()
+        self.refuse, self.break_polling, self.cancelled = refuse, break_polling, []
+
+    def start(self, job):
+        if job.id == self.refuse:
+            raise RuntimeError("sbatch: error: Batch job submission failed")
+        return super().start(job)
+
+    def poll(self, handle):
+        if self.break_polling:
+            raise RuntimeError("squeue timed out")
+        return super().poll(handle)
+
+    def cancel(self, handle):
+        self.cancelled.append(handle)
+        super().cancel(handle)
+
+
+def _sleeper(tmp_path, name: str) -> Job:
+    argv = [
+        sys.executable,
+        "-c",
+        f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(tmp_path / name)!r}).touch()",
+    ]
+    return Job(f"cell/{name}", "cell", argv, tmp_path / name, tmp_path / f"{name}.log")
+
+
+def test_a_job_the_executor_refuses_fails_alone(tmp_path):
+    jobs = [_sleeper(tmp_path, "a"), _sleeper(tmp_path, "b")]
+    state = StateFile(tmp_path / "state.json")
+    result = Runner(
+        jobs, state, _RefusingExecutor(refuse="cell/a"), max_parallel=2, echo=lambda _: None
+    ).run()
+    assert result.ids("failed") == ["cell/a"] and result.ids("done") == ["cell/b"]
+    assert "Batch job submission failed" in state.jobs["cell/a"]["error_tail"]
+
+
+def test_an_executor_error_stops_the_running_jobs_instead_of_leaving_them_untracked(tmp_path):
+    executor = _RefusingExecutor(break_polling=True)
+    state = StateFile(tmp_path / "state.json")
+    with pytest.raises(RuntimeError, match="squeue timed out"):
+        Runner([_sleeper(tmp_path, "a")], state, executor, echo=lambda _: None).run()
+    assert len(executor.cancelled) == 1 and StateFile(state.path).jobs["cell/a"]["status"] == "interrupted"
