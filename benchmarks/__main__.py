@@ -4,23 +4,27 @@ arguments and help are in `benchmarks.cli_args`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.atomic import atomic_write_json
 from benchmarks.cli_args import build_parser
 from benchmarks.custom_rows import CustomRows
 from benchmarks.jobs import (
-    MAKE_DATA_STAMP,
+    MAKE_DATA_STAMPS,
     CommandBuilder,
     Job,
     Selection,
     build_graph,
     log_to_wandb,
+    make_data_stamp,
     preflight,
 )
 from benchmarks.matrix import Matrix
@@ -290,22 +294,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, holder: str) -> Iterator[None]:
+    """Holds an exclusive `flock` on `lock_path`, first saying so when it has to wait for `holder`."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(f"waiting for {holder} to finish ({lock_path})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def cmd_make_data(args: argparse.Namespace) -> int:
     from benchmarks.synthetic import SyntheticDataError, generate
 
     root = Path(args.root or f"datasets/synthetic-{args.profile}")
     start = time.monotonic()
-    # The stamp marks the runner's data/make job done: it must not outlive data that a regeneration
-    # (another --seed or --profile) is replacing, should that be interrupted.
-    (root / MAKE_DATA_STAMP).unlink(missing_ok=True)
-    try:
-        manifest = generate(root, args.profile, args.seed)
-    except SyntheticDataError as exc:
-        raise BenchmarkError(str(exc)) from exc
-    wall = time.monotonic() - start
-    atomic_write_json(
-        root / MAKE_DATA_STAMP, {"profile": args.profile, "seed": args.seed, "wall_s": round(wall, 2)}
-    )
+    with _exclusive(root.parent / f".{root.name}.make-data.lock", f"another make-data writing {root}"):
+        # A stamp marks a runner's data/make job done: none may outlive data that a regeneration (another
+        # --seed or --profile) is replacing, should that be interrupted.
+        for stamp in root.glob(MAKE_DATA_STAMPS):
+            stamp.unlink()
+        try:
+            manifest = generate(root, args.profile, args.seed)
+        except SyntheticDataError as exc:
+            raise BenchmarkError(str(exc)) from exc
+        wall = time.monotonic() - start
+        atomic_write_json(
+            root / make_data_stamp(args.profile, args.seed),
+            {"profile": args.profile, "seed": args.seed, "wall_s": round(wall, 2)},
+        )
     echo(f"synthetic-{args.profile} (seed {args.seed}) ready in {root} after {wall:.1f}s")
     for dataset, splits in manifest.get("counts", {}).items():
         echo(f"  {dataset}: " + ", ".join(f"{split} {count}" for split, count in splits.items()))

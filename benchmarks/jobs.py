@@ -19,7 +19,14 @@ from benchmarks.experiments import ALL_TABLES, TABLE_GROUPS, TABLE_OF_TASK, TASK
 from benchmarks.matrix import Matrix, TableView
 from benchmarks.profile import BenchmarkError, PretrainRun, Profile, TaskSpec, overrides_argv
 
-MAKE_DATA_STAMP = ".densebench-make-data.json"  # written by `python -m benchmarks make-data` when done
+MAKE_DATA_STAMPS = ".densebench-make-data-*.json"  # every make-data stamp of a root (glob)
+
+
+def make_data_stamp(profile: str, seed: int) -> str:
+    """The file `python -m benchmarks make-data` writes into the root once that profile and seed's data
+    is complete; the data job is done iff it exists, so data another make-data replaced is not."""
+    return MAKE_DATA_STAMPS.replace("*", f"{profile}-seed{seed}")
+
 
 # Directories (relative to the dataset root) each step reads; checked before a real-data run starts.
 PRETRAIN_DATA_DIRS = {"imagenet": ("imagenet/train",), "coco": ("coco/train2017",)}
@@ -298,7 +305,7 @@ def build_graph(
                 "data/make",
                 "data",
                 commands.make_data(profile.synthetic, data_root, profile.data_seed),
-                data_root / MAKE_DATA_STAMP,
+                data_root / make_data_stamp(profile.synthetic, profile.data_seed),
                 _log(out, "data/make"),
                 (),
                 env,

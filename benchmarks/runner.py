@@ -355,9 +355,7 @@ class Runner:
                 self.executor.cancel(handle)  # never leave a SLURM job running that nothing tracks
                 self.state.update(job_id, status="interrupted", finished_at=now_iso())
             cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {exc!r}"
-            self.echo(
-                f"{cause}: {len(self.running)} running job(s) stopped; run the same command to resume"
-            )
+            self.echo(f"{cause}: {len(self.running)} running job(s) stopped; run the same command to resume")
             raise
         finally:
             if previous is not None:

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 from benchmarks.experiments import TASKS
-from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder
+from benchmarks.jobs import CommandBuilder, make_data_stamp
 
 SCRIPT = """
 import sys
@@ -45,7 +45,7 @@ class FakeCommands(CommandBuilder):
         return self._fake(out_dir / "metrics.json", f"cell/{task}/{row}/seed{seed}", payload)
 
     def make_data(self, synthetic, root, seed):
-        return self._fake(root / MAKE_DATA_STAMP, "data/make")
+        return self._fake(root / make_data_stamp(synthetic, seed), "data/make")
 
     def pretrain(self, run, out_dir, data_root, resume):
         return self._fake(out_dir / "model_final.pth", f"pretrain/{run.key}")

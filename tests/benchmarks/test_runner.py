@@ -16,7 +16,7 @@ import pytest
 
 import benchmarks.__main__ as cli
 from benchmarks.executors import LocalExecutor
-from benchmarks.jobs import MAKE_DATA_STAMP, Job, Selection, build_graph, log_to_wandb
+from benchmarks.jobs import Job, Selection, build_graph, log_to_wandb, make_data_stamp
 from benchmarks.profile import load_profile
 from benchmarks.runner import Runner, StateFile, changed_inputs
 
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.experiments import ROWS, TASKS
-from benchmarks.jobs import MAKE_DATA_STAMP, CommandBuilder
+from benchmarks.jobs import CommandBuilder, make_data_stamp
 
 SCRIPT = """
 import sys, time
@@ -61,7 +61,7 @@ class FakeCommands(CommandBuilder):
         return [sys.executable, "-c", SCRIPT, str(marker), self.counter, job, flags, payload]
 
     def make_data(self, synthetic, root, seed):
-        return self._fake(root / MAKE_DATA_STAMP, "data/make")
+        return self._fake(root / make_data_stamp(synthetic, seed), "data/make")
 
     def pretrain(self, run, out_dir, data_root, resume):
         return self._fake(out_dir / "model_final.pth", f"pretrain/{run.key}", resume)
@@ -112,7 +112,7 @@ def test_graph_runs_once_then_nothing_is_rerun(tmp_path, fakes):
     assert sorted(c.split()[0] for c in calls) == sorted(
         j.id if j.kind != "cell" else f"cell/{j.cell.row}/{j.cell.task}/seed{j.cell.seed}" for j in jobs
     )
-    assert (tmp_path / "data" / MAKE_DATA_STAMP).exists()
+    assert (tmp_path / "data" / make_data_stamp("smoke", 0)).exists()
     saved = json.loads(state.path.read_text())["jobs"]
     assert (
         saved["pretrain/densecl_coco"]["status"] == "done"

@@ -189,6 +189,43 @@ def test_interrupted_regeneration_leaves_the_data_job_undone(tmp_path, monkeypat
     assert (root / "SYNTHETIC.partial").exists() and not data_job.is_done()
 
 
+def test_data_of_another_seed_leaves_the_profiles_data_job_undone(tmp_path):
+    """A profile's data job is done only for its own profile and seed: after `make-data --seed 1` on the
+    same root, the seed-0 profile regenerates its data instead of training on seed 1's."""
+    import benchmarks.__main__ as cli
+    from benchmarks.jobs import Selection, build_graph
+    from benchmarks.profile import load_profile
+
+    root = tmp_path / "data"
+
+    def data_job(seed: int):
+        profile = load_profile("smoke", [f"data.root={root}", f"data.seed={seed}"])
+        return next(j for j in build_graph(profile, Selection()) if j.kind == "data")
+
+    assert cli.main(["make-data", "--profile", "smoke", "--root", str(root)]) == 0
+    assert data_job(0).is_done() and not data_job(1).is_done()
+    assert cli.main(["make-data", "--profile", "smoke", "--root", str(root), "--seed", "1"]) == 0
+    assert data_job(1).is_done() and not data_job(0).is_done()
+
+
+def test_make_data_waits_for_another_one_on_the_same_root(tmp_path, capsys):
+    import threading
+
+    import benchmarks.__main__ as cli
+
+    root = tmp_path / "data"
+    codes = []
+    with cli._exclusive(tmp_path / ".data.make-data.lock", "a test"):
+        thread = threading.Thread(
+            target=lambda: codes.append(cli.main(["make-data", "--profile", "smoke", "--root", str(root)]))
+        )
+        thread.start()
+        thread.join(timeout=2)
+        assert thread.is_alive() and not root.exists()  # waiting, nothing touched
+    thread.join(timeout=120)
+    assert codes == [0] and "waiting for another make-data writing" in capsys.readouterr().out
+
+
 def test_appearance_depends_on_class():
     """Colour and texture statistics of the central crop cluster by class: the between-class spread
     exceeds the within-class spread and a leave-one-out nearest-centroid rule beats chance (5%) by far."""
