@@ -11,6 +11,7 @@ into a command line; tests swap it for one that writes marker files without trai
 from __future__ import annotations
 
 import ast
+import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,13 +20,29 @@ from benchmarks.experiments import ALL_TABLES, TABLE_GROUPS, TABLE_OF_TASK, TASK
 from benchmarks.matrix import Matrix, TableView
 from benchmarks.profile import BenchmarkError, PretrainRun, Profile, TaskSpec, overrides_argv
 
-MAKE_DATA_STAMPS = ".densebench-make-data-*.json"  # every make-data stamp of a root (glob)
+MAKE_DATA_STAMPS = ".densebench-make-data*.json"  # every make-data stamp of a root (glob)
+# The one stamp of a root before stamps named their profile and seed (these are inside it).
+LEGACY_MAKE_DATA_STAMP = ".densebench-make-data.json"
 
 
 def make_data_stamp(profile: str, seed: int) -> str:
     """The file `python -m benchmarks make-data` writes into the root once that profile and seed's data
     is complete; the data job is done iff it exists, so data another make-data replaced is not."""
-    return MAKE_DATA_STAMPS.replace("*", f"{profile}-seed{seed}")
+    return MAKE_DATA_STAMPS.replace("*", f"-{profile}-seed{seed}")
+
+
+def _data_marker(root: Path, profile: str, seed: int) -> Path:
+    """The data job's marker: this profile and seed's stamp, or a legacy stamp recording the same (so an
+    older finished run's data, and everything made from it, stays done)."""
+    stamp, legacy = root / make_data_stamp(profile, seed), root / LEGACY_MAKE_DATA_STAMP
+    if stamp.exists() or not legacy.exists():
+        return stamp
+    try:
+        recorded = json.loads(legacy.read_text())
+    except (OSError, ValueError):
+        return stamp
+    same = isinstance(recorded, dict) and (recorded.get("profile"), recorded.get("seed")) == (profile, seed)
+    return legacy if same else stamp
 
 
 # Directories (relative to the dataset root) each step reads; checked before a real-data run starts.
@@ -305,7 +322,7 @@ def build_graph(
                 "data/make",
                 "data",
                 commands.make_data(profile.synthetic, data_root, profile.data_seed),
-                data_root / make_data_stamp(profile.synthetic, profile.data_seed),
+                _data_marker(data_root, profile.synthetic, profile.data_seed),
                 _log(out, "data/make"),
                 (),
                 env,

@@ -208,6 +208,19 @@ def test_data_of_another_seed_leaves_the_profiles_data_job_undone(tmp_path):
     assert data_job(1).is_done() and not data_job(0).is_done()
 
 
+def test_a_legacy_stamp_of_the_same_profile_and_seed_keeps_the_data_job_done(tmp_path):
+    """Roots made before stamps named their profile and seed stay done, so their results stay current."""
+    from benchmarks.jobs import LEGACY_MAKE_DATA_STAMP, Selection, build_graph
+    from benchmarks.profile import load_profile
+
+    def data_job(seed: int):
+        profile = load_profile("smoke", [f"data.root={tmp_path}", f"data.seed={seed}"])
+        return next(j for j in build_graph(profile, Selection()) if j.kind == "data")
+
+    (tmp_path / LEGACY_MAKE_DATA_STAMP).write_text('{"profile": "smoke", "seed": 0, "wall_s": 3.0}')
+    assert data_job(0).is_done() and not data_job(1).is_done()
+
+
 def test_make_data_waits_for_another_one_on_the_same_root(tmp_path, capsys):
     import threading
 
