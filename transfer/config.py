@@ -44,6 +44,10 @@ def add_transfer_config(cfg: CfgNode) -> None:
     cfg.MODEL.SEM_SEG_HEAD.AUX_IN_FEATURE = "res4"  # auxiliary FCN head input; "" disables it
     cfg.MODEL.SEM_SEG_HEAD.AUX_CONVS_DIM = 256  # channels of the auxiliary head's single 3x3 conv
     cfg.MODEL.SEM_SEG_HEAD.AUX_LOSS_WEIGHT = 0.4  # weight of the auxiliary cross-entropy
+    # Cross-entropy averaged over the labelled pixels only (Detectron2's sem-seg heads, mmseg's later
+    # `avg_non_ignore=True`). False: over every pixel, ignored ones counting 0, as mmseg's CrossEntropyLoss
+    # did for the paper's FCN runs (its default), so padding and boundaries shrink the gradient.
+    cfg.MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE = False
 
     # Semantic-segmentation inference (transfer/modeling/segmentor.py): "whole" runs the resized image
     # at once; "slide" averages logits of CROP_SIZE windows placed every STRIDE pixels (mmseg).

@@ -1,6 +1,6 @@
-"""The configs of transfer/configs/ hold the paper's protocols: the values below are PROTOCOLS.md's
-("Downstream (Detectron2)" and "Conversion"), not copied from the configs. Each config is loaded the way
-`python -m transfer.train_net` loads it (`build_cfg`, before the run-time rewrites)."""
+"""The configs of transfer/configs/ hold the paper's protocols: the values below are the paper's (DenseCL
+Sec. 4.2 and the MoCo detection / mmseg FCN configs it follows), not copied from the configs. Each config
+is loaded the way `python -m transfer.train_net` loads it (`build_cfg`, before the run-time rewrites)."""
 
 from argparse import Namespace
 from functools import reduce
@@ -20,7 +20,7 @@ DETECTION = {
     "SOLVER.IMS_PER_BATCH": 16,
     "SOLVER.BASE_LR": 0.02,
     "TRANSFER.REFERENCE_IMS_PER_BATCH": 16,
-    "SOLVER.WEIGHT_DECAY": 1e-4,  # not in PROTOCOLS.md: Detectron2's default, kept by MoCo's detection/
+    "SOLVER.WEIGHT_DECAY": 1e-4,  # not in the paper: Detectron2's default, kept by MoCo's detection/
 }
 # FCN "r50-d8" of mmsegmentation: dilated res4/res5, SyncBN, FCN head + auxiliary head, SGD + poly.
 FCN_D8 = {
@@ -38,6 +38,7 @@ FCN_D8 = {
     "MODEL.SEM_SEG_HEAD.AUX_IN_FEATURE": "res4",
     "MODEL.SEM_SEG_HEAD.AUX_CONVS_DIM": 256,
     "MODEL.SEM_SEG_HEAD.AUX_LOSS_WEIGHT": 0.4,
+    "MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE": False,  # mmseg CrossEntropyLoss: mean over every pixel
     "SOLVER.BASE_LR": 0.01,
     "SOLVER.MOMENTUM": 0.9,
     "SOLVER.WEIGHT_DECAY": 5e-4,
@@ -102,7 +103,7 @@ PROTOCOLS = {
         "TEST.SEM_SEG.MODE": "slide",
     },
 }
-# Self-supervised (torchvision-layout) weights: PROTOCOLS.md "Conversion".
+# Self-supervised (torchvision-layout) weights: transfer/README.md "Convert".
 SSL_INPUT = {
     "INPUT.FORMAT": "RGB",
     "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],

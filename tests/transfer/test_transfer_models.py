@@ -89,6 +89,22 @@ def test_fcn_losses_and_inference_shapes():
     assert out["sem_seg"].shape == (21, 96, 128)
 
 
+@pytest.mark.parametrize("avg_non_ignore", [False, True])
+def test_fcn_loss_averages_like_the_protocols_mmseg(avg_non_ignore):
+    """mmseg's CrossEntropyLoss (the paper's FCN runs) averages over every pixel, an ignored one adding 0."""
+    opts = [*depth_opts(18), "MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE", str(avg_non_ignore)]
+    head = build_model(make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k.yaml"), *opts)).sem_seg_head
+    logits = torch.randn(2, 21, 6, 8)
+    targets = torch.randint(0, 21, (2, 48, 64))
+    targets[:, 12:] = 255  # three quarters ignored: padding and object boundaries
+    labelled = torch.nn.functional.cross_entropy(
+        torch.nn.functional.interpolate(logits, size=(48, 64), mode="bilinear", align_corners=False),
+        targets,
+        ignore_index=255,
+    )
+    assert head._loss(logits, targets) == pytest.approx(float(labelled) * (1 if avg_non_ignore else 0.25))
+
+
 def _fcn_and_batch():
     opts = [*depth_opts(18), "MODEL.SEM_SEG_HEAD.CONVS_DIM", "16", "MODEL.SEM_SEG_HEAD.AUX_CONVS_DIM", "8"]
     cfg = make_cfg(str(CONFIGS / "fcn_R_50_d8_voc12aug_20k.yaml"), *opts)

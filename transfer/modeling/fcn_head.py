@@ -4,8 +4,9 @@ Decode head (Long et al., 2015, as configured in DenseCL Table 3): NUM_CONVS x (
 + ReLU) on res5, the input concatenated with their output and fused by one more 3x3 conv, Dropout2d 0.1,
 1x1 classifier. Auxiliary head: one 3x3 conv (AUX_CONVS_DIM) on res4, dropout, classifier; its loss is
 weighted 0.4 and it is used in training only. Logits are upsampled bilinearly to the label size for the
-loss (pixel-wise cross-entropy ignoring IGNORE_VALUE, 255) and, in inference, to the input size by
-`SlidingSemanticSegmentor`.
+loss (pixel-wise cross-entropy ignoring IGNORE_VALUE, 255; averaged over every pixel as mmseg's loss was
+for the paper, or over the labelled ones with LOSS_AVG_NON_IGNORE) and, in inference, to the input size
+by `SlidingSemanticSegmentor`.
 """
 
 import torch
@@ -64,6 +65,7 @@ class FCNHead(nn.Module):
         (self.in_feature,) = head.IN_FEATURES
         self.ignore_value = head.IGNORE_VALUE
         self.loss_weight = head.LOSS_WEIGHT
+        self.avg_non_ignore = head.LOSS_AVG_NON_IGNORE
         self.decode = FCNBranch(
             input_shape[self.in_feature].channels,
             head.CONVS_DIM,
@@ -99,4 +101,7 @@ class FCNHead(nn.Module):
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits, targets, ignore_index=self.ignore_value)  # targets (N, H, W)
+        if self.avg_non_ignore:
+            return F.cross_entropy(logits, targets, ignore_index=self.ignore_value)  # targets (N, H, W)
+        per_pixel = F.cross_entropy(logits, targets, ignore_index=self.ignore_value, reduction="none")
+        return per_pixel.mean()  # (N, H, W), 0 where ignored: the mean over every pixel
