@@ -107,33 +107,37 @@ def test_unsafe_or_taken_names_are_refused(name, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out" / "custom_rows.json").exists()
 
 
-def test_another_checkpoint_under_a_name_needs_force(tmp_path, monkeypatch, capsys):
+def _registered_then_another(tmp_path, monkeypatch):
+    """Registers a.pth as row `mine` and runs it; returns the evaluate argv (without the checkpoint), a
+    second checkpoint b.pth, the row's cell metrics and their mtime."""
     first, second = _torchvision_checkpoint(tmp_path / "a.pth"), _torchvision_checkpoint(tmp_path / "b.pth")
     args = ["evaluate", "--name", "mine", "--tables", "1", "--checkpoint"]
     assert _run(tmp_path, monkeypatch, *args, str(first)) == 0
     cell = tmp_path / "out" / "table1" / "voc_det" / "mine" / "seed0" / "metrics.json"
-    stamp = cell.stat().st_mtime_ns
+    return args, second, cell, cell.stat().st_mtime_ns
+
+
+def _registered_checkpoint(tmp_path) -> str:
+    return json.loads((tmp_path / "out" / "custom_rows.json").read_text())["rows"]["mine"]["checkpoint"]
+
+
+def test_another_checkpoint_under_a_name_needs_force(tmp_path, monkeypatch, capsys):
+    args, second, cell, stamp = _registered_then_another(tmp_path, monkeypatch)
     assert _run(tmp_path, monkeypatch, *args, str(second)) == 2
     assert "already holds" in capsys.readouterr().err and cell.stat().st_mtime_ns == stamp
     assert _run(tmp_path, monkeypatch, *args, str(second), "--force") == 0
     assert cell.stat().st_mtime_ns != stamp  # redone from the new checkpoint
     assert calls(tmp_path / "calls.txt").count("convert/mine") == 2
-    record = json.loads((tmp_path / "out" / "custom_rows.json").read_text())["rows"]["mine"]
-    assert record["checkpoint"] == str(second)
+    assert _registered_checkpoint(tmp_path) == str(second)
 
 
 def test_force_deletes_nothing_while_another_run_holds_the_output(tmp_path, monkeypatch, capsys):
-    first, second = _torchvision_checkpoint(tmp_path / "a.pth"), _torchvision_checkpoint(tmp_path / "b.pth")
-    args = ["evaluate", "--name", "mine", "--tables", "1", "--checkpoint"]
-    assert _run(tmp_path, monkeypatch, *args, str(first)) == 0
-    cell = tmp_path / "out" / "table1" / "voc_det" / "mine" / "seed0" / "metrics.json"
-    stamp = cell.stat().st_mtime_ns
+    args, second, cell, stamp = _registered_then_another(tmp_path, monkeypatch)
     capsys.readouterr()
     with OutputLock(tmp_path / "out"):  # e.g. a reproduce still training this row's cells
         assert _run(tmp_path, monkeypatch, *args, str(second), "--force") == 2
     assert "is in use by another run" in capsys.readouterr().err and cell.stat().st_mtime_ns == stamp
-    record = json.loads((tmp_path / "out" / "custom_rows.json").read_text())["rows"]["mine"]
-    assert record["checkpoint"] == str(first)
+    assert _registered_checkpoint(tmp_path) == str(tmp_path / "a.pth")
 
 
 def test_r50_under_the_r18_profile_switches_depth_and_estimates_time_first(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ or newer dependency, is listed with what to delete; `--redo-stale` deletes and r
 The interpreter running a job is not part of what it computes."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import fake_jobs
 from fake_jobs import FakeCommands, calls, settings
@@ -163,9 +164,14 @@ def test_plan_lists_stale_jobs_and_reproduce_redo_stale_redoes_them(tmp_path, mo
     assert "redo pretrain/densecl_coco (made by another command" in capsys.readouterr().out
 
 
-def _interrupt_cell(profile, state: StateFile, counter) -> tuple[list[Job], str]:
-    """Turns the finished DenseCL cell into one interrupted with a checkpoint left; returns the graph the
-    next run builds (the cell now carries `--resume`) and the cell's id."""
+def _interrupted_cell(tmp_path) -> tuple[Path, StateFile, list[Job], str, Path]:
+    """Runs the graph, then turns the finished DenseCL cell into one interrupted with a checkpoint left.
+    Returns the call counter, the state, the graph the next run builds (the cell now carries `--resume`),
+    the cell's id and its directory."""
+    profile = load_profile("smoke", settings(tmp_path))
+    counter = tmp_path / "calls.txt"
+    state = StateFile(profile.output_dir / "state.json")
+    assert Runner(build_graph(profile, SELECTION, FakeCommands(counter)), state, LocalExecutor()).run().ok
     cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
     (cell / "metrics.json").unlink()
     (cell / "last_checkpoint").write_text("model_0000003.pth")
@@ -173,15 +179,11 @@ def _interrupt_cell(profile, state: StateFile, counter) -> tuple[list[Job], str]
     state.update(cell_id, status="interrupted")
     jobs = build_graph(profile, SELECTION, ResumingCommands(counter))
     assert "--resume" in next(job for job in jobs if job.id == cell_id).argv
-    return jobs, cell_id
+    return counter, state, jobs, cell_id, cell
 
 
 def test_interrupted_job_with_a_changed_command_is_not_resumed_until_redone(tmp_path):
-    profile = load_profile("smoke", settings(tmp_path))
-    counter = tmp_path / "calls.txt"
-    state = StateFile(profile.output_dir / "state.json")
-    assert Runner(build_graph(profile, SELECTION, FakeCommands(counter)), state, LocalExecutor()).run().ok
-    jobs, cell_id = _interrupt_cell(profile, state, counter)
+    counter, state, jobs, cell_id, cell = _interrupted_cell(tmp_path)
     state.update(cell_id, argv=["python", "-m", "transfer.train_net", "SOLVER.BASE_LR", "0.5"])
     assert stale_jobs(jobs, state.jobs) == {cell_id: "made by another command than the profile now gives"}
     before = calls(counter)
@@ -192,7 +194,6 @@ def test_interrupted_job_with_a_changed_command_is_not_resumed_until_redone(tmp_
     assert any(line.startswith("error: 1 interrupted job(s) left a checkpoint") for line in lines)
     record = StateFile(state.path).jobs[cell_id]
     assert record["status"] == "failed" and "not resumed: its checkpoint is stale" in record["error_tail"]
-    cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
     assert (cell / "last_checkpoint").exists()  # kept: only --redo-stale or the user deletes it
 
     state = StateFile(state.path)
@@ -202,18 +203,13 @@ def test_interrupted_job_with_a_changed_command_is_not_resumed_until_redone(tmp_
 
 
 def test_interrupted_job_is_restarted_when_redo_stale_redoes_its_dependency(tmp_path):
-    profile = load_profile("smoke", settings(tmp_path))
-    counter = tmp_path / "calls.txt"
-    state = StateFile(profile.output_dir / "state.json")
-    assert Runner(build_graph(profile, SELECTION, FakeCommands(counter)), state, LocalExecutor()).run().ok
-    jobs, cell_id = _interrupt_cell(profile, state, counter)
+    _, state, jobs, cell_id, cell = _interrupted_cell(tmp_path)
     pretrain_argv = ["python", "-m", "pretrain.train_net", "SOLVER.MAX_ITERS", "9"]
     state.update("pretrain/densecl_coco", argv=pretrain_argv)
     assert stale_jobs(jobs, state.jobs)[cell_id] == "needs convert/densecl_coco, which is stale"
 
     state = StateFile(state.path)
     assert Runner(jobs, state, LocalExecutor(), echo=lambda _: None, redo_stale=True).run().ok
-    cell = profile.output_dir / "table1" / "voc_det" / "densecl_coco" / "seed0"
     assert not (cell / "last_checkpoint").exists() and "--resume" not in state.jobs[cell_id]["argv"]
 
 
