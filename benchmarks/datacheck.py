@@ -1,9 +1,9 @@
 """Dataset validator: check a DETECTRON2_DATASETS root before hours of training find the problem.
 
-`check_root(root, datasets)` looks at the layout Detectron2's builtin datasets and our pretraining
-loaders read (see DESIGN.md), the lists against the files present, every json/XML, and decodes every
-image with PIL (`Image.open(p).load()`, which catches truncated JPEGs). It returns `Problem`s, each
-naming the path, what is wrong and the fix; `format_report` turns them into the text `check-data` prints.
+`check_root(root, datasets)` looks at the layout Detectron2's builtin datasets and our pretraining loaders
+read (README.md "Real datasets"), the lists against the files present, every json/XML, and decodes every
+image with PIL (`Image.open(p).load()`, which catches truncated JPEGs). It returns `Problem`s, each naming
+the path, what is wrong and the fix; `format_report` turns them into the text `check-data` prints.
 """
 
 from __future__ import annotations

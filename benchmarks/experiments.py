@@ -66,7 +66,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class Task:
-    """A downstream protocol (PROTOCOLS.md): dataset, model and the metrics it reports."""
+    """A downstream protocol (transfer/configs/, transfer/README.md "Fine-tune"): dataset, model and the
+    metrics it reports."""
 
     name: str  # value of "task" in metrics.json
     dataset: str  # dataset column of the results (matches paper_reference.csv)

@@ -129,7 +129,8 @@ class Selection:
 
 
 class CommandBuilder:
-    """Turns each step into the real command line of our CLIs (common.md interfaces 2-4)."""
+    """Turns each step into the real command line of our CLIs (pretrain.train_net, transfer.convert,
+    transfer.train_net, pretrain.linear_eval, benchmarks make-data)."""
 
     def __init__(self, python: str = sys.executable, num_gpus: int = 1):
         self.python = python

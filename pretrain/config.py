@@ -1,6 +1,7 @@
 """Default pretraining configuration (yacs). Recipes in pretrain/configs/ override it via `_BASE_`.
 
-Defaults are the DenseCL / MoCo-v2 ImageNet protocol (PROTOCOLS.md): ResNet-50, batch 256, SGD 0.03.
+Defaults are the DenseCL / MoCo-v2 ImageNet protocol (DenseCL Sec. 4.1, MoCo-v2): ResNet-50, batch 256,
+SGD 0.03.
 """
 
 import os

@@ -2,7 +2,7 @@
 
 `python -m transfer.convert IN OUT.pkl [--depth auto|18|34|50|101|152] [--prefix P] [--allow-unexpected]`
 
-Accepted layouts (PROTOCOLS.md "Conversion"): our pretraining checkpoints (`encoder_q.backbone.*` under
+Accepted layouts (transfer/README.md "Convert"): our pretraining checkpoints (`encoder_q.backbone.*` under
 "state_dict" or "model"; supervised: plain torchvision keys with `fc.*`), official DenseCL releases
 (prefix-free backbone, possibly under "state_dict"), MoCo `.pth.tar` (`module.encoder_q.*`), torchvision
 state dicts and Lightning-style wrappers (`model.`/`backbone.` prefixes). Only the query backbone is

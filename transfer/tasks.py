@@ -1,9 +1,10 @@
 """The four benchmark tasks: evaluator per task and the metric names written to metrics.json.
 
-Metric names (shared interface 4): voc_det AP (COCO-style 0.50:0.95 averaged over IoU thresholds, VOC07
-11-point), AP50, AP75; coco_det_inst APb* (boxes) and APm* (masks); semantic segmentation mIoU, mAcc,
-pAcc. All in percent, as Detectron2 reports them. Per-class values (AP-<class>, AP50-<class> for VOC;
-AP-<class> for COCO boxes and masks; IoU-<class>, ACC-<class> for segmentation) go beside them.
+Metric names (README.md "Metrics, labelled"): voc_det AP (COCO-style 0.50:0.95 averaged over IoU
+thresholds, VOC07 11-point), AP50, AP75; coco_det_inst APb* (boxes) and APm* (masks); semantic
+segmentation mIoU, mAcc, pAcc. All in percent, as Detectron2 reports them. Per-class values (AP-<class>,
+AP50-<class> for VOC; AP-<class> for COCO boxes and masks; IoU-<class>, ACC-<class> for segmentation) go
+beside them.
 """
 
 import logging

@@ -5,8 +5,9 @@
 
 Datasets are read from $DETECTRON2_DATASETS, which must be set before this process starts. Writes
 `OUTPUT_DIR/config.yaml` (the config that ran, after the device, SyncBN and LR-scaling rewrites),
-`OUTPUT_DIR/metrics.json` (shared interface 4) only once the run finished, and Detectron2's
-per-iteration event stream to `OUTPUT_DIR/train_events.jsonl`. Bad input: one `error:` paragraph, exit 2.
+`OUTPUT_DIR/metrics.json` (fields: transfer/README.md "Fine-tune") only once the run finished, and
+Detectron2's per-iteration event stream to `OUTPUT_DIR/train_events.jsonl`. Bad input: one `error:`
+paragraph, exit 2.
 """
 
 import json
@@ -80,7 +81,8 @@ class Trainer(DefaultTrainer):
 
     def build_writers(self):
         """Detectron2's writers, but the event stream goes to train_events.jsonl: OUTPUT_DIR/metrics.json
-        is the final result (shared interface 4) and must not exist before the run finished."""
+        is the final result (fields: transfer/README.md "Fine-tune") and must not exist before the run
+        finished."""
         writers = [
             CommonMetricPrinter(self.max_iter),
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "train_events.jsonl")),
@@ -153,8 +155,8 @@ def setup(args):
 
 
 def write_metrics(cfg, args, results: dict, iters: int, wall_s: float, lr_scaling: dict) -> dict[str, float]:
-    """OUTPUT_DIR/metrics.json (shared interface 4; `per_class` beside it), written atomically; returns the
-    task's metrics."""
+    """OUTPUT_DIR/metrics.json (transfer/README.md "Fine-tune"; `per_class` beside it), written atomically;
+    returns the task's metrics."""
     metrics = task_metrics(cfg.TRANSFER.TASK, results)
     skipped = skipped_images(Path(cfg.OUTPUT_DIR))
     if skipped:

@@ -23,7 +23,7 @@ _CONVERT_HINT = "Convert a ResNet checkpoint with `python -m transfer.convert IN
 # Detectron2's tools/convert-torchvision-to-d2.py, MoCo's and DenseCL's (written by OpenSelfSup's script)
 # detection conversion scripts.
 TORCHVISION_LAYOUT_AUTHORS = {"densebench", "torchvision", "MOCO", "OpenSelfSup"}
-# The input a torchvision-layout ResNet expects (PROTOCOLS.md "Conversion"; the `*_ssl.yaml` configs):
+# The input a torchvision-layout ResNet expects (transfer/README.md "Convert"; the `*_ssl.yaml` configs):
 # RGB, torchvision's ImageNet mean/std in 0-255, the stride-2 conv of a bottleneck in its 3x3 conv.
 TORCHVISION_INPUT = {
     "INPUT.FORMAT": "RGB",

@@ -1,6 +1,6 @@
 """MODEL.WEIGHTS -> a torchvision-named ResNet backbone state dict, strictly checked.
 
-Two sources (the same files the Detectron2 transfer accepts, PROTOCOLS.md "Conversion"):
+Two sources (the same files the Detectron2 transfer accepts, transfer/README.md "Convert"):
 a Detectron2 weight pickle (`.pkl`, written by `python -m transfer.convert`) or a Detectron2 `.pth`
 checkpoint, whose `stem.*`/`res2..res5` names are mapped back to torchvision's; or any raw ResNet
 checkpoint `transfer.convert` accepts (our model_final.pth, MoCo .pth.tar, DenseCL .pth, torchvision),

@@ -36,7 +36,7 @@ def _layout(name: str, state: dict[str, torch.Tensor]) -> tuple[dict, set[str]]:
         return {"epoch": 200, "arch": "resnet50", "state_dict": sd}, set(sd) - {
             f"module.encoder_q.{k}" for k in backbone
         }
-    if name == "ours":  # pretrain/ model_final.pth of DenseCL (shared interface 2)
+    if name == "ours":  # pretrain/ model_final.pth of DenseCL (pretrain/README.md "Outputs")
         sd = {f"encoder_q.backbone.{k}": v for k, v in backbone.items()}
         heads = {
             "encoder_q.global_head.0.weight": torch.randn(4, 4),
