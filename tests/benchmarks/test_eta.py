@@ -3,6 +3,7 @@ finished, then those jobs' own mean; and the probe and expected_wall_s validatio
 
 import copy
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from benchmarks.evaluate import estimate
 from benchmarks.jobs import CellKey, Job
 from benchmarks.profile import BenchmarkError, build_profile, load_profile
 from benchmarks.runner import Runner, StateFile
+from transfer.runtime import cpu_has_native_bf16
 
 
 def _job(tmp_path: Path, job_id: str, kind: str, task: str | None = None) -> Job:
@@ -105,10 +107,20 @@ def test_a_native_bfloat16_cpu_scales_the_bfloat16_calibration(
     assert got.calibration == calibration and got.seconds == pytest.approx({"pretrain": pretrain_s})
 
 
-def test_probe_measures_a_training_step():
-    result = speed_probe.measure(threads=1)
-    assert result["device"] in ("cpu", "cuda")
-    assert 0 < result["probe_s"] < 60
+def test_probe_prints_one_json_line_of_a_training_step(capsys):
+    assert speed_probe.main(["--threads", "1"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    result = json.loads(line)
+    assert set(result) == {"probe_s", "device", "bf16_native"}
+    assert math.isfinite(result["probe_s"]) and result["probe_s"] > 0
+    assert result["bf16_native"] == (result["device"] == "cpu" and cpu_has_native_bf16())
+
+
+def test_the_real_probe_subprocess_scales_the_expectations():
+    """No fake: `python -m benchmarks.speed_probe` runs, and what it prints is what the scaling reads."""
+    got = speed_probe.expected_from_probe({"probe_s": 0.2, "pretrain": 100.0}, threads=1)
+    assert got is not None and got.calibration == "fp32" and got.reference_probe_s == 0.2
+    assert got.probe_s > 0 and got.seconds == pytest.approx({"pretrain": 100.0 * got.probe_s / 0.2})
 
 
 def _fake_probe(monkeypatch, probe_s: float) -> None:

@@ -15,10 +15,11 @@ from fake_jobs import FakeCommands, calls, settings
 
 import benchmarks.__main__ as cli
 from benchmarks.custom_rows import custom_row
+from benchmarks.evaluate import RESNET_GFLOPS
 from benchmarks.jobs import Selection, build_graph
 from benchmarks.matrix import Matrix
 from benchmarks.profile import load_profile
-from benchmarks.runner import OutputLock
+from benchmarks.runner import OutputLock, format_duration
 from transfer.resnet_layout import expected_backbone_shapes
 
 
@@ -143,8 +144,8 @@ def test_force_deletes_nothing_while_another_run_holds_the_output(tmp_path, monk
 def test_r50_under_the_r18_profile_switches_depth_and_estimates_time_first(tmp_path, monkeypatch, capsys):
     _existing_results(tmp_path, monkeypatch)
     state = json.loads((tmp_path / "out" / "state.json").read_text())
-    cell = state["jobs"]["cell/table1/voc_det/random/seed0"]
-    cell["wall_s"] = 100.0
+    state["jobs"]["cell/table1/voc_det/random/seed0"]["wall_s"] = 100.0
+    state["jobs"]["cell/table1/voc_det/densecl_coco/seed0"]["wall_s"] = 20.0
     (tmp_path / "out" / "state.json").write_text(json.dumps(state))
     ckpt = _r50_keys_only(tmp_path / "r50.pth")
     capsys.readouterr()
@@ -152,7 +153,9 @@ def test_r50_under_the_r18_profile_switches_depth_and_estimates_time_first(tmp_p
     assert _run(tmp_path, monkeypatch, *argv) == 0
     out = capsys.readouterr().out
     assert "big: ResNet-50 checkpoint" in out and "switch to R-50" in out
-    assert "FLOP ratio R-50/R-18 = 2.3" in out and "1 cell(s) ~ " in out  # mean of 100 and the fake's 0.5 s
+    ratio = RESNET_GFLOPS[50] / RESNET_GFLOPS[18]
+    assert f"FLOP ratio R-50/R-18 = {ratio:.1f}" in out
+    assert f"1 cell(s) ~ {format_duration(60.0 * ratio)} at 1 job(s)" in out  # the mean of 100 and 20 s
     assert "no finished cell of linear_cls" in out
     assert not (tmp_path / "out" / "custom_rows.json").exists()  # a dry run writes nothing
     assert _run(tmp_path, monkeypatch, *argv[:-1]) == 0

@@ -247,14 +247,16 @@ def test_linear_probe_separates_trivial_classes(tmp_path):
 
 def test_bad_input_is_one_error_paragraph(colour_root, tmp_path, capsys):
     out = tmp_path / "out"
-    assert (
-        linear_eval.main(["--config-file", TINY_CFG, *tiny_opts(colour_root, out, "SOLVER.LR", "1.0")]) == 2
-    )
-    assert "SOLVER.LR" in capsys.readouterr().err
+
+    def error(root, *opts) -> str:
+        assert linear_eval.main(["--config-file", TINY_CFG, *tiny_opts(root, out, *opts)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err and err.strip().count("\n\n") == 0, err
+        return err
+
+    assert "SOLVER.LR" in error(colour_root, "SOLVER.LR", "1.0")
     empty = tmp_path / "empty"
-    assert linear_eval.main(["--config-file", TINY_CFG, *tiny_opts(empty, out)]) == 2
-    assert f"{empty}/imagenet/train is missing" in capsys.readouterr().err
+    assert f"{empty}/imagenet/train is missing" in error(empty)
     (colour_root / "imagenet" / "val" / "c99").mkdir()
-    assert linear_eval.main(["--config-file", TINY_CFG, *tiny_opts(colour_root, out)]) == 2
-    assert "class folders that the train split lacks: c99" in capsys.readouterr().err
+    assert "class folders that the train split lacks: c99" in error(colour_root)
     assert not (out / "metrics.json").exists()

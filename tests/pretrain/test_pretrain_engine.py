@@ -1,5 +1,6 @@
 """Training loop: outputs, exact kill-and-resume, NaN guard, configs and the CLI."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -47,9 +48,25 @@ def test_outputs_layout_and_checksum(tiny_root, tmp_path):
     assert meta["method"] == "densecl" and meta["arch"] == "resnet18" and meta["iters"] == 3
     assert meta["sha256"] == checkpoint.state_dict_sha256(sd)
     assert "encoder_q.backbone.layer1.0.conv1.weight" in sd and "queue_dense.queue" in sd
-    assert (out / "model_final.pth.sha256").read_text().split()[0] == checkpoint.file_sha256(
-        out / "model_final.pth"
-    )
+    digest = hashlib.sha256((out / "model_final.pth").read_bytes()).hexdigest()
+    assert (out / "model_final.pth.sha256").read_text() == f"{digest}  model_final.pth\n"  # `sha256sum -c`
+
+
+def test_state_dict_checksum_covers_names_dtypes_and_every_value():
+    state = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, dtype=torch.int64)}
+    reference = checkpoint.state_dict_sha256(state)
+    assert len(reference) == 64 and reference == checkpoint.state_dict_sha256(dict(reversed(state.items())))
+    changed_value = {
+        **state,
+        "a": state["a"].clone().index_put_((torch.tensor(1), torch.tensor(2)), torch.tensor(9.0)),
+    }
+    variants = [
+        changed_value,
+        {"c": state["a"], "b": state["b"]},  # a renamed key
+        {**state, "a": state["a"].double()},  # another dtype
+        {**state, "a": state["a"].reshape(3, 2)},  # another shape, the same bytes
+    ]
+    assert len({reference, *(checkpoint.state_dict_sha256(v) for v in variants)}) == 5
 
 
 def test_supervised_exports_plain_torchvision_keys(tiny_root, tmp_path):
@@ -91,9 +108,13 @@ def test_killed_run_resumes_exactly(tiny_root, tmp_path, monkeypatch, optimizer)
     resumed = torch.load(out / "checkpoint_last.pth", weights_only=True)
     assert resumed["iteration"] == 5
     for k, v in reference["model"].items():
-        torch.testing.assert_close(resumed["model"][k], v, msg=k)
-    iters = [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert iters == [1, 2, 3, 4, 5]
+        assert torch.equal(resumed["model"][k], v), k  # bit for bit, not merely close
+
+    def losses(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [(r["iter"], r["lr"], r["loss"], r["loss_global"], r["loss_dense"]) for r in records]
+
+    assert [r[0] for r in losses(out)] == [1, 2, 3, 4, 5] and losses(out) == losses(tmp_path / "ref")
 
 
 @pytest.mark.parametrize(("min_seconds", "refreshed"), [(0, [1, 2, 3, 4]), (10**9, [])])
@@ -221,7 +242,14 @@ def test_cuda_amp_channels_last(tiny_root, tmp_path):
     cfg = run_cfg(tiny_root, tmp_path / "gpu", **{"SOLVER.MAX_ITERS": 2, "TRAIN.DEVICE": "cuda"})
     trainer = Trainer(cfg)
     assert trainer.amp_dtype == torch.bfloat16
+    backbone = trainer.model.encoder_q.backbone
+    assert backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    backbone.layer1.register_forward_hook(
+        lambda m, i, o: seen.append((o.dtype, o.is_contiguous(memory_format=torch.channels_last)))
+    )  # C2 (N, C, H/4, W/4): spatial, so its memory format shows
     trainer.train()
+    assert seen == [(torch.bfloat16, True)] * 2
     assert torch.load(tmp_path / "gpu" / "model_final.pth", weights_only=True)["meta"]["iters"] == 2
 
 
