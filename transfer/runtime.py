@@ -66,7 +66,8 @@ def scale_learning_rate(cfg) -> dict:
 
     Rewrites SOLVER.BASE_LR (and the schedule) and sets the reference to the batch used, so the dumped
     config does not scale again; returns the record stored in metrics.json, whose `epochs_vs_protocol` is
-    the fraction of the protocol's training images the run sees.
+    the fraction of the training images the configured schedule sees at the reference batch (in the
+    shipped configs, the protocol's) that this run sees.
     """
     reference, batch, base_lr = (
         cfg.TRANSFER.REFERENCE_IMS_PER_BATCH,
