@@ -237,8 +237,9 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str], source: str = "
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError as exc:
             raise BenchmarkError(
-                f"{source} {assignment!r}: the value {text!r} is not valid YAML ({exc}). Quote it to set a "
-                "string (key='\"text\"'), or fix the list/mapping, e.g. SOLVER.STEPS=[150,180]."
+                f"{source} {assignment!r}: the value {text!r} is not valid YAML "
+                f"({getattr(exc, 'problem', None) or exc}). Quote it to set a "
+                "string (--set 'key=\"text\"'), or fix the list or mapping, e.g. ...SOLVER.STEPS=[150,180]."
             ) from exc
         node, keys, parts, path = result, PROFILE_KEYS, key.split("."), []
         while True:
