@@ -84,7 +84,11 @@ def print_plan(profile: Profile, jobs: list[Job]) -> None:
     from benchmarks.runner import StateFile, stale_jobs, stale_warning
 
     stale = stale_jobs(jobs, StateFile(profile.output_dir / "state.json").jobs)
-    echo(f"profile {profile.name} ({profile.source}){' [scaled]' if profile.scaled else ''}")
+    label = (
+        " [off the paper's protocol]" if profile.protocol_changes else " [scaled]" if profile.scaled else ""
+    )
+    echo(f"profile {profile.name} ({profile.source}){label}")
+    _say_protocol_changes(profile)
     echo(f"DETECTRON2_DATASETS={jobs[0].env['DETECTRON2_DATASETS'] if jobs else profile.data_root_spec}")
     done = sum(job.is_done() for job in jobs)
     echo(f"{len(jobs)} jobs, {done} done, {len(jobs) - done} to run")
@@ -111,7 +115,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         _refuse(profile, problems)  # a plan shows what would run, then why it cannot
         return 0
     _refuse(profile, problems)
+    _say_protocol_changes(profile)
     return _execute(args, profile, jobs, _expected_here(args, profile, jobs))
+
+
+def _say_protocol_changes(profile: Profile) -> None:
+    if profile.protocol_changes:
+        echo(
+            f"profile {profile.name} departs from the paper's protocol (the report computes no deltas to the "
+            "paper) in: " + "; ".join(profile.protocol_changes)
+        )
 
 
 def _refuse(profile: Profile, problems: list[str]) -> None:
@@ -274,7 +287,7 @@ def _report(profile: Profile) -> list[str]:
     state = StateFile(profile.output_dir / "state.json")
     matrix = _matrix(profile)
     long = collect(profile.name, profile.output_dir, state.jobs, git_revision(), matrix.rows)
-    context = ReportContext(profile.name, profile.scaled, profile.description)
+    context = ReportContext(profile.name, profile.scaled, profile.description, profile.protocol_changes)
     views = list(matrix.views.values())
     summary = build_report(long, read_reference(REFERENCE_CSV), profile.results_dir, context, views)
     if long.empty:
@@ -282,7 +295,7 @@ def _report(profile: Profile) -> list[str]:
         return []
     echo(
         f"\nresults in {profile.results_dir}/ (results.csv, <table>.csv|md|png)"
-        + (" - scaled profile: numbers not comparable to the paper" if profile.scaled else "")
+        + (f" - {context.why_not_comparable}: numbers not comparable to the paper" if profile.scaled else "")
     )
     for line in summary:
         echo(f"  {line}")

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from benchmarks.experiments import ABLATIONS_BY_NAME, ROWS_BY_KEY, TASKS, Ablation
+from benchmarks.protocol_check import protocol_changes
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -98,7 +99,7 @@ class Profile:
 
     name: str
     source: str  # file the profile came from
-    scaled: bool  # True: numbers are not comparable to the paper's
+    scaled: bool  # True: numbers are not comparable to the paper's (declared so, or protocol_changes)
     description: str
     data_root_spec: str  # as written, e.g. "$DETECTRON2_DATASETS" or "datasets/synthetic-tiny"
     synthetic: str | None  # benchmarks.synthetic profile generated into the root when missing
@@ -115,6 +116,7 @@ class Profile:
     # duration key -> s and probe_s, measured training in fp32; "bfloat16" -> the same, natively bf16
     expected_wall_s: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    protocol_changes: tuple[str, ...] = ()  # where a profile declared unscaled departs from paper.yaml
 
     @property
     def backbone_depth(self) -> int:
@@ -302,7 +304,12 @@ def _task_spec(name: str, spec: Any, common: dict[str, Any], where: str) -> Task
         raise BenchmarkError(
             f"{where}: expected a mapping with config, seeds, overrides, rows; got {spec!r}."
         )
-    rows = spec.get("rows") or list(ROWS_BY_KEY)
+    rows = list(ROWS_BY_KEY) if spec.get("rows") is None else spec["rows"]
+    if not isinstance(rows, list) or not rows:
+        raise BenchmarkError(
+            f"{where}.rows: expected a non-empty list of row keys from {list(ROWS_BY_KEY)}, got {rows!r}; "
+            "leave the key out (or blank) to fine-tune every row."
+        )
     unknown = [r for r in rows if r not in ROWS_BY_KEY]
     if unknown:
         raise BenchmarkError(f"{where}: unknown rows {unknown}; expected keys from {list(ROWS_BY_KEY)}.")
@@ -416,10 +423,12 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
     }
     expected_wall_s = _expected_wall_s(raw.get("expected_wall_s"), f"Profile {source} expected_wall_s")
     _check_keys(raw, PROFILE_KEYS, source)  # after the checks above, whose messages say more
+    declared_scaled = bool(raw.get("scaled", True))
+    changes = () if declared_scaled else tuple(protocol_changes(raw, _read_yaml(PROFILES_DIR / "paper.yaml")))
     return Profile(
         name=name,
         source=source,
-        scaled=bool(raw.get("scaled", True)),
+        scaled=declared_scaled or bool(changes),
         description=str(raw.get("description", "")).strip(),
         data_root_spec=str(_require(data, "root", f"{source} data")),
         synthetic=data.get("synthetic"),
@@ -435,6 +444,7 @@ def build_profile(raw: dict[str, Any], source: str) -> Profile:
         slurm=dict(raw.get("slurm") or {}),
         expected_wall_s=expected_wall_s,
         raw=raw,
+        protocol_changes=changes,
     )
 
 

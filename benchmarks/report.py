@@ -3,7 +3,8 @@
 Rows are the initialisations a table shows (the paper's six plus evaluated custom checkpoints; for an
 ablation, the pretraining variants), columns its metrics (labelled unambiguously), each cell the mean
 +- std over seeds, with the paper's value and its source flag (readme / derived / recalled) beside it.
-Deltas to the paper are computed only for the unscaled `paper` profile: a scaled profile says so in
+Deltas to the paper are computed only for the unscaled `paper` profile run as the protocol: a scaled
+profile, or an unscaled one whose jobs depart from `paper.yaml` (benchmarks.protocol_check), says so in
 its Markdown and shows the paper's values for orientation only. With >= 3 seeds per row, differences to
 the table's reference row (random init; the main run for ablations) and to the best row are marked only
 where a two-sided t-test gives p < 0.05: paired over the seeds both rows ran, Welch's when they share
@@ -36,11 +37,17 @@ MARK_BEST = "‡"  # differs significantly from the best row of the column
 
 @dataclass(frozen=True)
 class ReportContext:
-    """What the report says about the run: profile name, whether it is scaled, its description."""
+    """What the report says about the run: profile name, whether it is scaled (or an unscaled profile
+    departing from the paper's protocol, `protocol_changes`), its description."""
 
     profile: str
     scaled: bool
     description: str = ""
+    protocol_changes: tuple[str, ...] = ()
+
+    @property
+    def why_not_comparable(self) -> str:
+        return "departs from the paper's protocol" if self.protocol_changes else "scaled profile"
 
 
 def _reference_lookup(
@@ -146,7 +153,15 @@ def markdown(table: Table, wide: pd.DataFrame, context: ReportContext, view: Tab
     """The table laid out like the paper, with the paper's value (and delta when comparable) beside ours,
     significance marks, and for an ablation its values and the paper's finding."""
     lines = [f"# {table.title} (profile `{context.profile}`)", ""]
-    if context.scaled:
+    if context.protocol_changes:
+        lines += [
+            f"> **Profile `{context.profile}` departs from the paper's protocol** in: "
+            f"{'; '.join(f'`{change}`' for change in context.protocol_changes)}. These numbers are **not "
+            "comparable** to the paper's; the paper's values are shown for orientation only and no deltas "
+            "are computed.",
+            "",
+        ]
+    elif context.scaled:
         lines += [
             f"> **Scaled profile `{context.profile}`**: {context.description} These numbers are **not "
             "comparable** to the paper's (different data, backbone and schedule); the paper's values are "
@@ -238,7 +253,7 @@ def bar_chart(table: Table, wide: pd.DataFrame, path: Path, context: ReportConte
             ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
         else:
             ax.legend(fontsize=7)
-    note = " (scaled profile: not comparable to the paper)" if context.scaled else ""
+    note = f" ({context.why_not_comparable}: not comparable to the paper)" if context.scaled else ""
     fig.suptitle(f"{table.title}, profile {context.profile}{note}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -339,7 +354,11 @@ def build_report(
         bar_chart(table, wide, results_dir / f"{table.name}.png", context)
         summary += summarise(table, wide)
     if summary:
-        scaled = f" (scaled profile {context.profile}: not comparable to the paper)" if context.scaled else ""
+        scaled = (
+            f" (profile {context.profile}, {context.why_not_comparable}: not comparable to the paper)"
+            if context.scaled
+            else ""
+        )
         atomic_write_text(
             results_dir / "summary.md", f"# Summary{scaled}\n\n" + "\n".join(f"- {s}" for s in summary) + "\n"
         )

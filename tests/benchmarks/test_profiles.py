@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.experiments import ROWS_BY_KEY
 from benchmarks.jobs import Selection, plan_cells
 from benchmarks.profile import BenchmarkError, apply_overrides, load_profile
 
@@ -248,3 +249,35 @@ def test_paper_preflight_names_missing_datasets_and_checkpoint(tmp_path, monkeyp
     assert (
         preflight(load_profile("paper", [f"supervised_checkpoint={tmp_path / 'r50.pth'}"]), Selection()) == []
     )
+
+
+@pytest.mark.parametrize("rows", ["[]", "random"])
+def test_task_rows_must_be_a_non_empty_list(rows):
+    with pytest.raises(BenchmarkError, match=r"tasks\.voc_det\.rows: expected a non-empty list"):
+        load_profile("tiny", [f"tasks.voc_det.rows={rows}"])
+    assert load_profile("tiny", ["tasks.voc_det.rows=null"]).tasks["voc_det"].rows == tuple(ROWS_BY_KEY)
+
+
+def test_paper_profile_with_a_changed_schedule_is_not_compared_to_the_paper():
+    trials = ["pretrain.overrides.SEED=3", "tasks.voc_det.seeds=2", "num_gpus=4", "name=mine"]
+    assert load_profile("paper", trials).protocol_changes == ()
+    assert not load_profile("paper", trials).scaled
+    changed = load_profile("paper", ["tasks.voc_det.overrides.SOLVER.MAX_ITER=1000"])
+    assert changed.scaled
+    assert changed.protocol_changes == ("tasks.voc_det SOLVER.MAX_ITER=1000 (paper: the config's value)",)
+
+
+def test_paper_copy_with_common_overrides_lists_every_job_they_change(tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text(
+        "_BASE_: paper\nname: short\npretrain:\n  overrides: {SOLVER.EPOCHS: 100}\n"
+        "  runs:\n    mocov2_coco: {config: pretrain/configs/mocov2_R50_8xb32-200ep_in1k.yaml}\n"
+    )
+    changes = load_profile(str(path)).protocol_changes
+    assert (
+        "pretrain.runs.mocov2_coco.config=pretrain/configs/mocov2_R50_8xb32-200ep_in1k.yaml "
+        "(paper: pretrain/configs/mocov2_R50_8xb32-800ep_coco.yaml)"
+    ) in changes
+    epochs = [change for change in changes if "SOLVER.EPOCHS=100" in change]
+    assert len(epochs) == 4  # every pretraining run inherits the common override
+    assert not any(change.startswith("tasks.") for change in changes)

@@ -168,3 +168,12 @@ def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "results.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_paper_profile_off_protocol_has_no_deltas_and_names_the_change():
+    table = ALL_TABLES["table1"]
+    change = "tasks.voc_det SOLVER.MAX_ITER=1000 (paper: the config's value)"
+    context = ReportContext("paper", True, "The paper's protocol.", (change,))
+    text = markdown(table, wide_table(LONG, REFERENCE, table, scaled=True), context)
+    assert f"departs from the paper's protocol** in: `{change}`" in text
+    assert "Δ vs paper" not in text and "Scaled profile" not in text
