@@ -21,6 +21,9 @@ _C.MODEL.METHOD = "densecl"  # "densecl" | "mocov2" | "supervised"
 _C.MODEL.ARCH = "resnet50"  # torchvision ResNet name: resnet18 | resnet34 | resnet50 | resnet101 | resnet152
 _C.MODEL.FEAT_DIM = 128  # output width of the global and dense projection heads
 _C.MODEL.HIDDEN_DIM = 2048  # hidden width of both projection heads; 0 = the backbone's C5 width
+# global projection head's FC layers: "kaiming" (normal, fan_in, zero bias: the DenseCL authors' code, for
+# DenseCL and MoCo-v2) | "pytorch" (nn.Linear default: facebookresearch/moco)
+_C.MODEL.HEAD_INIT = "kaiming"
 _C.MODEL.QUEUE_SIZE = 65536  # K, negatives per queue (DenseCL keeps two queues of this size)
 _C.MODEL.MOMENTUM = 0.999  # EMA coefficient m of the key encoder
 _C.MODEL.TEMPERATURE = 0.2  # InfoNCE temperature tau (MoCo-v2: 0.2)

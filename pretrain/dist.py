@@ -102,8 +102,10 @@ def all_gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate `tensor` (same shape on every process) along dim 0 in rank order; no gradient."""
     if not is_distributed():
         return tensor
+    # before empty_like, which keeps a channels_last layout: received buffers must match the sent one's
+    tensor = tensor.contiguous()
     parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
+    dist.all_gather(parts, tensor)
     return torch.cat(parts, dim=0)
 
 

@@ -44,14 +44,29 @@ def max_pool_channels_last(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
-class GlobalHead(nn.Module):
-    """MoCo-v2 projection: global average pool -> FC -> ReLU -> FC, output L2-normalised (no BN)."""
+HEAD_INITS = ("kaiming", "pytorch")  # MODEL.HEAD_INIT values
 
-    def __init__(self, in_channels: int, hidden_dim: int, out_dim: int):
+
+class GlobalHead(nn.Module):
+    """MoCo-v2 projection: global average pool -> FC -> ReLU -> FC, output L2-normalised (no BN).
+
+    `init` "kaiming": both FC layers Kaiming-normal (fan_in, ReLU gain) with zero bias, as the DenseCL
+    authors' code (OpenSelfSup) initialises the projection of DenseCL and of its MoCo-v2 baseline;
+    "pytorch": nn.Linear's default, as facebookresearch/moco.
+    """
+
+    def __init__(self, in_channels: int, hidden_dim: int, out_dim: int, init: str = "kaiming"):
         super().__init__()
+        if init not in HEAD_INITS:
+            known = ", ".join(HEAD_INITS)
+            raise PretrainError(f"MODEL.HEAD_INIT {init!r} is unknown; expected one of {known}.")
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
         )
+        if init == "kaiming":
+            for fc in (self.mlp[0], self.mlp[2]):
+                nn.init.kaiming_normal_(fc.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(fc.bias)
 
     def forward(self, c5: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = c5.mean(dim=(2, 3))  # (N, C5)
@@ -59,12 +74,14 @@ class GlobalHead(nn.Module):
 
 
 class DenseHead(nn.Module):
-    """DenseCL dense projection (Sec. 3.2): 1x1 conv -> ReLU -> 1x1 conv on the un-pooled C5 map (no BN).
+    """DenseCL dense projection (Sec. 3.2): 1x1 conv -> ReLU -> 1x1 conv on the C5 grid (no BN).
 
-    Outputs, all for an S x S grid (adaptive average pooling, so any S works for any input size):
-    `dense` (N, D, S*S) L2-normalised per position; `dense_pooled` (N, D) the spatial mean of the full
-    head output, L2-normalised (what the dense queue stores); `c5_grid` (N, C5, S*S) the backbone
-    features used to match positions between views.
+    C5 is first average-pooled to S x S (adaptive, so any S works for any input size; a no-op at the
+    native size, S = 7 for 224 px), then projected, as the official DenseCL neck does. Outputs:
+    `dense` (N, D, S*S) L2-normalised per position; `dense_pooled` (N, D) the spatial mean of the
+    projected grid, L2-normalised (what the dense queue stores); `c5_grid` (N, C5, S*S) the pooled
+    backbone features used to match positions between views. The 1x1 convs keep PyTorch's default
+    initialisation under every MODEL.HEAD_INIT, as in the official code (it initialises only FC layers).
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, out_dim: int, grid_size: int):
@@ -77,12 +94,12 @@ class DenseHead(nn.Module):
         )
 
     def forward(self, c5: torch.Tensor) -> dict[str, torch.Tensor]:
-        s = self.grid_size
-        dense = self.mlp(c5)  # (N, D, H, W)
+        c5_grid = F.adaptive_avg_pool2d(c5, self.grid_size)  # (N, C5, S, S)
+        dense = self.mlp(c5_grid)  # (N, D, S, S)
         return {
-            "dense": F.normalize(F.adaptive_avg_pool2d(dense, s).flatten(2), dim=1),  # (N, D, S*S)
+            "dense": F.normalize(dense.flatten(2), dim=1),  # (N, D, S*S)
             "dense_pooled": F.normalize(dense.mean(dim=(2, 3)), dim=1),  # (N, D)
-            "c5_grid": F.adaptive_avg_pool2d(c5, s).flatten(2),  # (N, C5, S*S)
+            "c5_grid": c5_grid.flatten(2),  # (N, C5, S*S)
         }
 
 

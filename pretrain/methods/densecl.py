@@ -1,6 +1,6 @@
 """DenseCL (Wang et al., CVPR 2021, arXiv 2011.09157): MoCo-v2 plus a dense, pixel-level contrast.
 
-Sec. 3.2: a dense projection head on the un-pooled C5 map gives an S x S grid of vectors per view.
+Sec. 3.2: a dense projection head on the C5 map (pooled to S x S) gives an S x S grid of vectors per view.
 Sec. 3.3: for each query position the positive is the key vector at the key position whose backbone
 feature is most similar (cosine, argmax); negatives are pooled dense keys of past images (`queue_dense`,
 its own pointer). Eq. 4: loss = (1 - lambda) * L_global + lambda * L_dense; view 1 is the query and
@@ -53,7 +53,7 @@ class DenseCL(MomentumContrast):
             cfg.MODEL.FEAT_DIM,
         )
         heads = {
-            "global_head": GlobalHead(c5, hidden, dim),
+            "global_head": GlobalHead(c5, hidden, dim, cfg.MODEL.HEAD_INIT),
             "dense_head": DenseHead(c5, hidden, dim, cfg.MODEL.DENSECL.GRID_SIZE),
         }
         return cls(

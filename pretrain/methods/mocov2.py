@@ -18,7 +18,8 @@ class MoCoV2(MomentumContrast):
     def from_config(cls, cfg) -> "MoCoV2":
         backbone = ResNetTrunk(cfg.MODEL.ARCH)
         hidden = cfg.MODEL.HIDDEN_DIM or backbone.out_channels
-        heads = {"global_head": GlobalHead(backbone.out_channels, hidden, cfg.MODEL.FEAT_DIM)}
+        head = GlobalHead(backbone.out_channels, hidden, cfg.MODEL.FEAT_DIM, cfg.MODEL.HEAD_INIT)
+        heads = {"global_head": head}
         return cls(Encoder(backbone, heads), **common_kwargs(cfg))
 
     def compute_losses(self, query, keys) -> dict[str, torch.Tensor]:
