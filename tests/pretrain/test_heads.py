@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from pretrain.config import get_cfg
 from pretrain.errors import PretrainError
-from pretrain.methods.densecl import DenseCL
+from pretrain.methods import build_model
 from pretrain.modules import DenseHead, GlobalHead
 
 
@@ -47,12 +47,15 @@ def test_kaiming_head_init_is_normal_fan_in_with_zero_bias():
     assert torch.count_nonzero(default.mlp[0].bias) > 0
 
 
-def test_head_init_comes_from_the_config_and_unknown_values_are_named():
+@pytest.mark.parametrize("method", ["densecl", "mocov2"])
+def test_head_init_comes_from_the_config_and_unknown_values_are_named(method):
     cfg = get_cfg()
-    cfg.MODEL.ARCH, cfg.MODEL.HIDDEN_DIM, cfg.MODEL.QUEUE_SIZE = "resnet18", 64, 8
-    model = DenseCL.from_config(cfg)
+    cfg.MODEL.METHOD, cfg.MODEL.ARCH, cfg.MODEL.HIDDEN_DIM, cfg.MODEL.QUEUE_SIZE = method, "resnet18", 64, 8
+    model = build_model(cfg)
     assert torch.count_nonzero(model.encoder_q.global_head.mlp[0].bias) == 0
     assert torch.equal(model.encoder_k.global_head.mlp[0].weight, model.encoder_q.global_head.mlp[0].weight)
+    cfg.MODEL.HEAD_INIT = "pytorch"
+    assert torch.count_nonzero(build_model(cfg).encoder_q.global_head.mlp[0].bias) > 0
     cfg.MODEL.HEAD_INIT = "xavier"
     with pytest.raises(PretrainError, match=r"MODEL\.HEAD_INIT 'xavier' is unknown; expected one of kaiming"):
-        DenseCL.from_config(cfg)
+        build_model(cfg)
